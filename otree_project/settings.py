@@ -1,0 +1,41 @@
+from os import environ
+
+# The example study: a Prolific study with consent, demographics, a 3-player public goods
+# game, a questionnaire and a redirect back to Prolific with the completion link.
+SESSION_CONFIGS = [
+    dict(
+        name='prolific_study',
+        display_name='Prolific study: public goods game',
+        app_sequence=['consent', 'demographics', 'public_goods', 'questionnaire', 'payment'],
+        num_demo_participants=3,
+        # Prolific shows this link in the study's settings ("completion URL").
+        completionlink='https://app.prolific.com/submissions/complete?cc=CEXAMPLE',
+        contribute_timeout_seconds=120,
+        # A participant alone on the grouping wait page this long goes on without a game.
+        grouping_max_wait_seconds=600,
+    ),
+]
+
+SESSION_CONFIG_DEFAULTS = dict(
+    real_world_currency_per_point=0.01, participation_fee=1.50, doc=""
+)
+
+PARTICIPANT_FIELDS = ['consented', 'finished', 'grouping_arrival_time']
+SESSION_FIELDS = []
+
+LANGUAGE_CODE = 'en'
+REAL_WORLD_CURRENCY_CODE = 'GBP'
+USE_POINTS = True
+
+ROOMS = [
+    # Prolific study URL: https://<your server>/room/prolific?participant_label={{%PROLIFIC_PID%}}
+    dict(name='prolific', display_name='Prolific study'),
+]
+
+ADMIN_USERNAME = 'admin'
+# Secrets come from the stack's .env file, never from this file.
+ADMIN_PASSWORD = environ.get('OTREE_ADMIN_PASSWORD')
+# The stack always sets OTREE_SECRET_KEY (invoke up checks it); the fallback is for `otree devserver`.
+SECRET_KEY = environ.get('OTREE_SECRET_KEY', 'local-development-only')
+
+DEMO_PAGE_INTRO_HTML = """An example Prolific study served by the oTree stack."""

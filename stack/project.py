@@ -1,0 +1,74 @@
+"""The oTree project the stack serves: where it is, whether it can be built, what it needs."""
+import os
+import re
+
+from .console import StackError, warn
+from .envfile import REPO_ROOT
+
+
+def directory(values):
+    """The project folder (OTREE_PROJECT_DIR), checked: inside this repository, with the files
+    the image needs. Docker can only copy files from inside the repository."""
+    name = values.get("OTREE_PROJECT_DIR", "otree_project").strip() or "otree_project"
+    folder = os.path.realpath(os.path.join(REPO_ROOT, name))
+    if os.path.commonpath([folder, REPO_ROOT]) != REPO_ROOT or folder == REPO_ROOT:
+        raise StackError(f"OTREE_PROJECT_DIR={name} is outside this repository ({REPO_ROOT}). Docker can only "
+                         "build from inside it: copy your project into a folder here, e.g. ./my_study, "
+                         "and set OTREE_PROJECT_DIR=my_study.")
+    for required, why in (("settings.py", "every oTree project has one"),
+                          ("requirements.txt", "it pins the oTree version the image installs")):
+        if not os.path.isfile(os.path.join(folder, required)):
+            raise StackError(f"{name}/{required} is missing ({why}). Is OTREE_PROJECT_DIR={name} your "
+                             "oTree project folder?")
+    return folder
+
+
+def _read(folder, filename):
+    with open(os.path.join(folder, filename), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def otree_requirement(folder):
+    """The specifier list of the otree line in requirements.txt, e.g. '==6.0.15', or None."""
+    for line in _read(folder, "requirements.txt").splitlines():
+        match = re.match(r"^\s*otree(\[[^\]]*\])?\s*([<>=!~].*)?$", line.split("#")[0], re.I)
+        if match:
+            return (match.group(2) or "").strip()
+    return None
+
+
+def pins_otree_before_5(specifiers):
+    """True when the requirement allows only oTree versions before 5 (which used Redis)."""
+    for spec in (s.strip() for s in (specifiers or "").split(",")):
+        match = re.match(r"^(==|~=|<=|<)\s*(\d+)(?:\.(\d+))?", spec)
+        if not match:
+            continue
+        operator, major, minor = match.group(1), int(match.group(2)), int(match.group(3) or 0)
+        if operator in ("==", "~=", "<=") and major < 5:
+            return True
+        if operator == "<" and (major, minor) <= (5, 0):
+            return True
+    return False
+
+
+def needs_redis(values, folder):
+    return values.get("REDIS_ENABLED", "0").strip() == "1" or pins_otree_before_5(otree_requirement(folder))
+
+
+def check_settings(folder):
+    """Warnings about settings.py that the stack cannot fix from the env file."""
+    settings = _read(folder, "settings.py")
+    if otree_requirement(folder) is None:
+        warn("requirements.txt has no otree line; the image will not have oTree. Add e.g. otree==6.0.15.")
+    secret = re.search(r"^SECRET_KEY\s*=\s*(.+)$", settings, re.M)
+    if secret and re.match(r"""^['"]""", secret.group(1).strip()):
+        warn("settings.py sets SECRET_KEY to a fixed string, so it is in your code, not in .env. Replace "
+             "that line with: SECRET_KEY = environ.get('OTREE_SECRET_KEY')  (do it before a study starts: "
+             "a new key breaks links already sent out).")
+    if re.search(r"^AUTH_LEVEL\s*=", settings, re.M):
+        warn("settings.py sets AUTH_LEVEL, which overrides OTREE_AUTH_LEVEL from .env. Remove that line.")
+
+
+def admin_username(folder):
+    match = re.search(r"""^ADMIN_USERNAME\s*=\s*['"]([^'"]+)['"]""", _read(folder, "settings.py"), re.M)
+    return match.group(1) if match else "admin"

@@ -1,0 +1,48 @@
+"""`invoke test`: the test suite's own virtualenv and browser, then pytest."""
+import os
+import shutil
+import subprocess
+import sys
+
+from .console import StackError, step
+from .envfile import REPO_ROOT
+
+VENV = os.path.join(REPO_ROOT, ".venv-test")
+REQUIREMENTS = os.path.join(REPO_ROOT, "tests", "requirements.txt")
+BROWSER_PACKAGES = ["chromium"]
+
+
+def ensure_venv():
+    python = os.path.join(VENV, "bin", "python")
+    stamp = os.path.join(VENV, "requirements.installed")
+    with open(REQUIREMENTS, encoding="utf-8") as handle:
+        wanted = handle.read()
+    if os.path.exists(stamp) and open(stamp, encoding="utf-8").read() == wanted:
+        return python
+    step(f"Installing the test tools into {os.path.relpath(VENV, REPO_ROOT)}/ ({os.path.relpath(REQUIREMENTS, REPO_ROOT)})")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS], check=True)
+    with open(stamp, "w", encoding="utf-8") as handle:
+        handle.write(wanted)
+    return python
+
+
+def ensure_browser():
+    """The browser tests drive Debian's Chromium (Playwright's own download is not used)."""
+    if shutil.which("chromium"):
+        return
+    step(f"Installing {' '.join(BROWSER_PACKAGES)} from your distribution's packages for the browser tests")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES],
+                   check=True, env=env)
+    if not shutil.which("chromium"):
+        raise StackError("Chromium did not install; the browser tests need it (apt-get install chromium).")
+
+
+def run(pytest_args):
+    python = ensure_venv()
+    ensure_browser()
+    return subprocess.run([python, "-m", "pytest", *pytest_args], cwd=REPO_ROOT).returncode

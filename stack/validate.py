@@ -1,0 +1,102 @@
+"""Checks the env file before any container starts. Each problem comes back as one message that
+says what is wrong and how to fix it; `invoke up` refuses to start while there is any."""
+import ipaddress
+import re
+
+from .envfile import GENERATED
+
+WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "secret", "otree", "123456",
+                  "12345678", "123456789", "1234567890", "qwerty", "letmein", "password1",
+                  "administrator", "adminadmin", "passwordpassword"}
+MIN_LENGTH = {"OTREE_ADMIN_PASSWORD": 12, "OTREE_REST_KEY": 16, "OTREE_SECRET_KEY": 32,
+              "POSTGRES_PASSWORD": 16}
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def problems(values):
+    """Every problem found in the env file's values, as fix-it messages (empty when all is well)."""
+    found = []
+    get = lambda key: values.get(key, "").strip()  # noqa: E731
+
+    if get("OTREE_PRODUCTION") != "1":
+        found.append(f"OTREE_PRODUCTION is {get('OTREE_PRODUCTION')!r}; it must be 1. Anything else "
+                     "shows tracebacks and debug panels to participants. Set OTREE_PRODUCTION=1.")
+    if get("OTREE_AUTH_LEVEL") not in ("STUDY", "DEMO"):
+        found.append(f"OTREE_AUTH_LEVEL is {get('OTREE_AUTH_LEVEL')!r}; it must be STUDY or DEMO, in capitals. "
+                     "Unset, oTree makes every admin page and data export public. Set OTREE_AUTH_LEVEL=STUDY.")
+
+    for key, minimum in MIN_LENGTH.items():
+        value = get(key)
+        if not value:
+            found.append(f"{key} is missing. Set {key}= to "
+                         f"a random value of at least {minimum} characters (e.g. `openssl rand -hex 24`).")
+        elif value == GENERATED or "change" in value.lower() or "example" in value.lower():
+            found.append(f"{key} is still the example's placeholder. Set it to a random value of at "
+                         f"least {minimum} characters (e.g. `openssl rand -hex 24`).")
+        elif len(value) < minimum or value.lower() in WEAK_PASSWORDS or len(set(value)) < 6:
+            found.append(f"{key} is too weak: use at least {minimum} characters, not a common word "
+                         "(e.g. `openssl rand -hex 24`).")
+    if get("POSTGRES_PASSWORD") and not re.fullmatch(r"[A-Za-z0-9._~-]+", get("POSTGRES_PASSWORD")):
+        found.append("POSTGRES_PASSWORD may hold only letters, digits and - _ . ~ (it goes into the "
+                     "database URL). Choose another, e.g. `openssl rand -hex 24`.")
+    if any(c.isspace() for c in get("OTREE_ADMIN_PASSWORD")):
+        found.append("OTREE_ADMIN_PASSWORD contains white space; choose one without.")
+
+    found += _address_problems(values)
+    found += _limit_problems(values)
+    return found
+
+
+def _address_problems(values):
+    found = []
+    domain = values.get("DOMAIN", "").strip()
+    if domain:
+        if _is_ip(domain):
+            found.append(f"DOMAIN is the IP address {domain}. Leave DOMAIN empty to serve by IP "
+                         "address; set it only to a name such as study.example.edu.")
+        elif not HOSTNAME.match(domain):
+            found.append(f"DOMAIN {domain!r} is not a valid domain name. Write the name only, such as "
+                         "study.example.edu: no https://, no path, no port.")
+    email = values.get("LETSENCRYPT_EMAIL", "").strip()
+    if email and not EMAIL.match(email):
+        found.append(f"LETSENCRYPT_EMAIL {email!r} is not an email address, e.g. you@example.edu.")
+    bind = values.get("BIND_ADDRESS", "0.0.0.0").strip()
+    if not _is_ip(bind):
+        found.append(f"BIND_ADDRESS {bind!r} is not an IP address. Use 0.0.0.0 for every address "
+                     "of this machine, or 127.0.0.1 for this machine only.")
+    ports = {}
+    for key, default in (("HTTP_PORT", "80"), ("HTTPS_PORT", "443")):
+        value = values.get(key, default).strip()
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            found.append(f"{key} {value!r} is not a port number (1 to 65535).")
+        else:
+            ports[key] = int(value)
+    if len(ports) == 2 and ports["HTTP_PORT"] == ports["HTTPS_PORT"]:
+        found.append("HTTP_PORT and HTTPS_PORT are the same; give them different ports (80 and 443).")
+    return found
+
+
+def _limit_problems(values):
+    checks = [
+        ("LOGIN_RATE_LIMIT", r"\d+r/[sm]", "a rate such as 10r/m (a minute) or 1r/s (a second)"),
+        ("LOGIN_RATE_BURST", r"\d+", "a whole number such as 5"),
+        ("MAX_BODY_SIZE", r"\d+[kKmMgG]?", "a size such as 10m"),
+        ("HSTS_MAX_AGE", r"\d+", "a number of seconds such as 31536000"),
+        ("STACK_NAME", r"[a-z0-9][a-z0-9_-]*", "lower-case letters, digits, - and _, such as otree"),
+        ("REDIS_ENABLED", r"[01]", "0 or 1"),
+    ]
+    found = []
+    for key, pattern, expected in checks:
+        value = values.get(key, "").strip()
+        if value and not re.fullmatch(pattern, value):
+            found.append(f"{key} {value!r} is not valid: use {expected}.")
+    return found
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
