@@ -50,7 +50,8 @@ def down(c, delete_data=False, confirm=None):
     down_module.run(delete_data=delete_data, confirm=confirm)
 
 
-@task(help={"service": "otree, postgres, nginx or redis; all when left out.",
+@task(positional=["service"],
+      help={"service": "otree, postgres, nginx or redis; all when left out.",
             "no_follow": "Print the recent lines and stop, instead of following the log."})
 @_friendly
 def logs(c, service=None, no_follow=False):

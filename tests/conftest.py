@@ -1,0 +1,72 @@
+"""The end-to-end tests share one real stack, named otreetest, on 127.0.0.1:18080/18443, with an
+env file of its own, so that a researcher's own stack on the same machine is never touched."""
+import os
+import sys
+
+import pytest
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from stack import envfile  # noqa: E402
+from tests.helpers import compose, invoke, psql, write_env  # noqa: E402
+
+TEST_STACK = "otreetest"
+TEST_PORTS = {"HTTP_PORT": "18080", "HTTPS_PORT": "18443"}
+# Room for the suite's own logins before the limit test pushes past it.
+TEST_LOGIN_LIMIT = {"LOGIN_RATE_LIMIT": "60r/m", "LOGIN_RATE_BURST": "20"}
+
+
+
+class Stack:
+    def __init__(self, env_path):
+        self.env_path = env_path
+        self.values = envfile.load(env_path)
+        self.name = TEST_STACK
+        self.https = f"https://127.0.0.1:{TEST_PORTS['HTTPS_PORT']}"
+        self.http = f"http://127.0.0.1:{TEST_PORTS['HTTP_PORT']}"
+
+    def invoke(self, *args, **kwargs):
+        return invoke(self.env_path, *args, **kwargs)
+
+    def sql(self, query):
+        return psql(self.env_path, self.name, query)
+
+    def compose(self, *args, check=True):
+        return compose(self.env_path, self.name, *args, check=check)
+
+    def rest(self, method, path, **kwargs):
+        response = requests.request(method, self.https + path, verify=False, timeout=60,
+                                    headers={"otree-rest-key": self.values["OTREE_REST_KEY"]}, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def create_session(self, num_participants=3, room=None, **config):
+        body = dict(session_config_name="prolific_study", num_participants=num_participants,
+                    modified_session_config_fields=config)
+        if room:
+            body["room_name"] = room
+        return self.rest("POST", "/api/sessions", json=body)
+
+    def otree_log(self):
+        return self.compose("logs", "--no-color", "otree").stdout
+
+
+def make_env_values(directory):
+    """A working env file for the test stack: the example with fresh secrets, as `invoke up` makes
+    it, and the stack's name, loopback address and ports changed as a user would edit them."""
+    path = os.path.join(directory, "test.env")
+    assert envfile.create_if_missing(path)
+    values = envfile.load(path)
+    values.update(STACK_NAME=TEST_STACK, BIND_ADDRESS="127.0.0.1", **TEST_PORTS, **TEST_LOGIN_LIMIT)
+    return path, values
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    path, values = make_env_values(str(tmp_path_factory.mktemp("stack")))
+    write_env(path, values)
+    result = invoke(path, "up")
+    assert f"The stack '{TEST_STACK}' is up: https://127.0.0.1:18443/" in result.stdout
+    yield Stack(path)
+    invoke(path, "down", "--delete-data", "--confirm", TEST_STACK)

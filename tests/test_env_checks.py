@@ -1,0 +1,86 @@
+"""`invoke up` refuses a bad env file with a clear message before any container starts."""
+import os
+import stat
+
+import pytest
+
+from stack import envfile, validate
+from tests.conftest import make_env_values
+from tests.helpers import containers_of, invoke, write_env
+
+BAD_STACK = "otreebadenv"
+
+BAD_CASES = {
+    "production off": ({"OTREE_PRODUCTION": "0"}, "OTREE_PRODUCTION is '0'; it must be 1"),
+    "production words": ({"OTREE_PRODUCTION": "true"}, "OTREE_PRODUCTION is 'true'; it must be 1"),
+    "auth level lower case": ({"OTREE_AUTH_LEVEL": "study"}, "OTREE_AUTH_LEVEL is 'study'; it must be STUDY or DEMO"),
+    "auth level empty": ({"OTREE_AUTH_LEVEL": ""}, "OTREE_AUTH_LEVEL is ''; it must be STUDY or DEMO"),
+    "admin password missing": ({"OTREE_ADMIN_PASSWORD": ""}, "OTREE_ADMIN_PASSWORD is missing"),
+    "admin password weak": ({"OTREE_ADMIN_PASSWORD": "password"}, "OTREE_ADMIN_PASSWORD is too weak"),
+    "admin password short": ({"OTREE_ADMIN_PASSWORD": "xK3#pQ9"}, "OTREE_ADMIN_PASSWORD is too weak"),
+    "admin password from the example": ({"OTREE_ADMIN_PASSWORD": "<generated>"},
+                                        "OTREE_ADMIN_PASSWORD is still the example's placeholder"),
+    "secret key missing": ({"OTREE_SECRET_KEY": ""}, "OTREE_SECRET_KEY is missing"),
+    "database password not URL-safe": ({"POSTGRES_PASSWORD": "Abcdefgh12345678@/x"},
+                                       "POSTGRES_PASSWORD may hold only letters"),
+    "domain with scheme": ({"DOMAIN": "https://study.example.edu"}, "is not a valid domain name"),
+    "domain with space": ({"DOMAIN": "study example.edu"}, "is not a valid domain name"),
+    "domain is an IP": ({"DOMAIN": "192.0.2.10"}, "DOMAIN is the IP address 192.0.2.10"),
+    "email malformed": ({"LETSENCRYPT_EMAIL": "researcher.example.edu"}, "is not an email address"),
+    "port not a number": ({"HTTPS_PORT": "https"}, "HTTPS_PORT 'https' is not a port number"),
+}
+
+
+@pytest.fixture
+def good_env(tmp_path):
+    path, values = make_env_values(str(tmp_path))
+    values["STACK_NAME"] = BAD_STACK
+    return path, values
+
+
+@pytest.mark.parametrize("change, message", BAD_CASES.values(), ids=BAD_CASES.keys())
+def test_invoke_up_refuses_bad_env_before_any_container_starts(good_env, change, message):
+    path, values = good_env
+    write_env(path, {**values, **change})
+    result = invoke(path, "up", check=False)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "nothing was started" in result.stderr
+    assert containers_of(BAD_STACK) == []
+
+
+def test_every_problem_is_listed_at_once(good_env):
+    path, values = good_env
+    write_env(path, {**values, "OTREE_PRODUCTION": "", "OTREE_AUTH_LEVEL": "demo", "DOMAIN": "bad_domain"})
+    result = invoke(path, "up", check=False)
+    assert "has 3 problem(s)" in result.stderr
+
+
+def test_the_created_env_file_is_private_and_holds_strong_secrets(tmp_path):
+    path = str(tmp_path / ".env")
+    assert envfile.create_if_missing(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    values = envfile.load(path)
+    assert validate.problems(values) == []
+    for key, length in envfile.SECRET_LENGTHS.items():
+        assert len(values[key]) == length
+    other = str(tmp_path / "other.env")
+    envfile.create_if_missing(other)
+    assert envfile.load(other)["OTREE_SECRET_KEY"] != values["OTREE_SECRET_KEY"]
+
+
+def test_an_existing_env_file_is_never_overwritten(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("OTREE_ADMIN_PASSWORD=mine\n")
+    assert not envfile.create_if_missing(str(path))
+    assert path.read_text() == "OTREE_ADMIN_PASSWORD=mine\n"
+
+
+def test_parse_handles_comments_quotes_and_export():
+    values = envfile.parse('# comment\n\nexport A=1\nB="two words"\nC=\'x\'\nD=\n')
+    assert values == {"A": "1", "B": "two words", "C": "x", "D": ""}
+
+
+def test_parse_names_the_broken_line():
+    with pytest.raises(Exception, match="line 2"):
+        envfile.parse("A=1\nthis is not a setting\n")

@@ -1,0 +1,109 @@
+"""The example study, played by three participants in real browsers through nginx over HTTPS."""
+import pytest
+from playwright.sync_api import sync_playwright
+
+COMPLETION_LINK = "https://app.prolific.com/submissions/complete?cc=CEXAMPLE"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def participant(browser):
+    """A participant with a browser of their own. Prolific's site is not reachable from here, so
+    the redirect to it is answered locally: the test only needs to see that it happens."""
+    context = browser.new_context(ignore_https_errors=True)
+    context.route("https://app.prolific.com/**", lambda route: route.fulfill(body="Prolific", status=200))
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page
+
+
+def click_next(page):
+    page.click("button.otree-btn-next")
+
+
+def play_until_grouping(page, url, through_room=True):
+    page.goto(url)
+    if through_room:
+        page.click("button:has-text('Start')")  # the room's welcome page
+    page.wait_for_url("**/consent/Consent/**")
+    page.get_by_label("Yes, I agree").check()
+    click_next(page)
+    page.wait_for_url("**/demographics/Demographics/**")
+    page.fill("input[name=age]", "30")
+    page.get_by_label("Female").check()
+    click_next(page)
+    page.wait_for_url("**/public_goods/Instructions/**")
+    click_next(page)
+
+
+def contribute(page, amount):
+    page.wait_for_url("**/public_goods/Contribute/**")
+    page.fill("input[name=contribution]", str(amount))
+    click_next(page)
+
+
+def finish(page):
+    page.wait_for_url("**/public_goods/Results/**")
+    click_next(page)
+    page.wait_for_url("**/questionnaire/Questionnaire/**")
+    page.check("input[name=understood][value='6']")
+    page.check("input[name=fairness][value='5']")
+    click_next(page)
+    page.wait_for_url("**/payment/Payment/**")
+    page.wait_for_url(COMPLETION_LINK)
+
+
+def test_three_prolific_participants_play_the_study_through_the_room(stack, browser):
+    session = stack.create_session(3, room="prolific")
+    labels = ["PROLIFIC_A1", "PROLIFIC_B2", "PROLIFIC_C3"]
+    pages = [participant(browser) for _ in labels]
+    for page, label in zip(pages, labels):
+        play_until_grouping(page, f"{stack.https}/room/prolific?participant_label={label}")
+    # The first two wait on the grouping page until the third arrives: only the websocket,
+    # through nginx, tells their browsers to move on.
+    for page, amount in zip(pages, (10, 20, 30)):
+        contribute(page, amount)
+    for page in pages:
+        page.wait_for_url("**/public_goods/Results/**")
+        assert "Your group contributed 60 points in total" in page.content()
+        finish(page)
+
+    rows = stack.sql(
+        "SELECT p.label, d.prolific_id, g.contribution, g._payoff, g.timed_out "
+        "FROM otree_participant p JOIN otree_session s ON s.id = p.session_id "
+        "JOIN demographics_player d ON d.participant_id = p.id "
+        "JOIN public_goods_player g ON g.participant_id = p.id "
+        f"WHERE s.code = '{session['code']}' ORDER BY p.label")
+    assert [(label, pid) for label, pid, *_ in rows] == [(label, label) for label in labels]
+    assert [(float(c), float(pay)) for _, _, c, pay, _ in rows] == [(10, 130), (20, 120), (30, 110)]
+    assert {timed_out for *_, timed_out in rows} == {"f"}
+
+
+def test_a_page_timeout_fires_for_a_participant_who_left(stack, browser):
+    session = stack.create_session(3, contribute_timeout_seconds=3)
+    pages = [participant(browser) for _ in range(3)]
+    for number, page in enumerate(pages):
+        play_until_grouping(page, f"{session['session_wide_url']}?participant_label=T{number}", through_room=False)
+    for page in pages:
+        page.wait_for_url("**/public_goods/Contribute/**")
+    contribute(pages[0], 50)
+    contribute(pages[1], 50)
+    pages[2].context.close()  # the third participant closes the browser and sends nothing more
+
+    # The timeout worker submits the abandoned page; the others' wait page then lets them on.
+    for page in pages[:2]:
+        page.wait_for_url("**/public_goods/Results/**")
+    rows = stack.sql(
+        "SELECT p.label, g.contribution, g.timed_out FROM otree_participant p "
+        "JOIN otree_session s ON s.id = p.session_id JOIN public_goods_player g ON g.participant_id = p.id "
+        f"WHERE s.code = '{session['code']}' ORDER BY p.label")
+    assert [(label, float(c), t) for label, c, t in rows] == [("T0", 50, "f"), ("T1", 50, "f"), ("T2", 0, "t")]
