@@ -6,7 +6,9 @@ PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 
 compose_from_trixie() {
   local mirror tmp
-  mirror=$(debian_mirror) || die "no Debian mirror found in /etc/apt/sources.list{,.d/*}; install the Compose v2 plugin by hand."
+  # The same reading of the apt sources that the base image build uses.
+  mirror=$(python3 stack/apt_sources.py)
+  [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d/*}; install the Compose v2 plugin by hand."
   tmp=$(mktemp -d)
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$tmp/trixie.list"
@@ -18,14 +20,6 @@ compose_from_trixie() {
   dpkg-deb -x "$tmp"/docker-compose_*.deb "$tmp/root"
   as_root install -D -m 755 "$tmp/root/usr/libexec/docker/cli-plugins/docker-compose" "$PLUGIN_DIR/docker-compose"
   rm -rf "$tmp"
-}
-
-# The first Debian archive URI of this machine's apt sources (deb822 or one-line format).
-debian_mirror() {
-  local files=(/etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list)
-  awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}
-       /^deb[ \t]/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' \
-      "${files[@]}" 2>/dev/null | grep -v -- '-security' | grep '/debian/\?$' | head -n 1 | grep .
 }
 
 if [ "$NEED_COMPOSE" -eq 1 ] && ! compose_ok; then

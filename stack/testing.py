@@ -9,7 +9,6 @@ from .envfile import REPO_ROOT
 
 VENV = os.path.join(REPO_ROOT, ".venv-test")
 REQUIREMENTS = os.path.join(REPO_ROOT, "tests", "requirements.txt")
-BROWSER_PACKAGES = ["chromium"]
 
 
 def ensure_venv():
@@ -28,21 +27,26 @@ def ensure_venv():
     return python
 
 
-def ensure_browser():
-    """The browser tests drive Debian's Chromium (Playwright's own download is not used)."""
-    if shutil.which("chromium"):
+def ensure_system_packages():
+    """Debian's Chromium for the browser tests (Playwright's own download is not used), and
+    Python's venv module, which Debian ships apart."""
+    missing = []
+    if not shutil.which("chromium"):
+        missing.append("chromium")
+    if subprocess.run([sys.executable, "-c", "import ensurepip"], capture_output=True).returncode:
+        missing.append("python3-venv")
+    if not missing:
         return
-    step(f"Installing {' '.join(BROWSER_PACKAGES)} from your distribution's packages for the browser tests")
+    step(f"Installing {' '.join(missing)} from your distribution's packages for the tests")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES],
-                   check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True, env=env)
     if not shutil.which("chromium"):
         raise StackError("Chromium did not install; the browser tests need it (apt-get install chromium).")
 
 
 def run(pytest_args):
+    ensure_system_packages()
     python = ensure_venv()
-    ensure_browser()
     return subprocess.run([python, "-m", "pytest", *pytest_args], cwd=REPO_ROOT).returncode

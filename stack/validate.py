@@ -5,7 +5,7 @@ import re
 
 from .envfile import GENERATED
 
-WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "secret", "otree", "123456",
+WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "example", "secret", "otree", "123456",
                   "12345678", "123456789", "1234567890", "qwerty", "letmein", "password1",
                   "administrator", "adminadmin", "passwordpassword"}
 MIN_LENGTH = {"OTREE_ADMIN_PASSWORD": 12, "OTREE_REST_KEY": 16, "OTREE_SECRET_KEY": 32,
@@ -17,7 +17,9 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def problems(values):
     """Every problem found in the env file's values, as fix-it messages (empty when all is well)."""
     found = []
-    get = lambda key: values.get(key, "").strip()  # noqa: E731
+
+    def get(key):
+        return values.get(key, "").strip()
 
     if get("OTREE_PRODUCTION") != "1":
         found.append(f"OTREE_PRODUCTION is {get('OTREE_PRODUCTION')!r}; it must be 1. Anything else "
@@ -31,7 +33,7 @@ def problems(values):
         if not value:
             found.append(f"{key} is missing. Set {key}= to "
                          f"a random value of at least {minimum} characters (e.g. `openssl rand -hex 24`).")
-        elif value == GENERATED or "change" in value.lower() or "example" in value.lower():
+        elif value == GENERATED:
             found.append(f"{key} is still the example's placeholder. Set it to a random value of at "
                          f"least {minimum} characters (e.g. `openssl rand -hex 24`).")
         elif len(value) < minimum or value.lower() in WEAK_PASSWORDS or len(set(value)) < 6:
