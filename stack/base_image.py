@@ -81,8 +81,8 @@ def _write_sources(sudo, rootfs, mirror):
     security = apt_sources.debian_security_mirror()
     if security:
         lines.append(f"deb {security} {SUITE}-security main")
-    _run(sudo + ["sh", "-c", f"printf '%s\\n' {' '.join(repr(line) for line in lines)} "
-                             f"> {rootfs}/etc/apt/sources.list"])
+    subprocess.run(sudo + ["tee", f"{rootfs}/etc/apt/sources.list"], input="\n".join(lines) + "\n",
+                   text=True, stdout=subprocess.DEVNULL, check=True)
 
 
 def _carry_ca_trust(sudo, rootfs):

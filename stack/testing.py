@@ -16,8 +16,10 @@ def ensure_venv():
     stamp = os.path.join(VENV, "requirements.installed")
     with open(REQUIREMENTS, encoding="utf-8") as handle:
         wanted = handle.read()
-    if os.path.exists(stamp) and open(stamp, encoding="utf-8").read() == wanted:
-        return python
+    if os.path.exists(stamp):
+        with open(stamp, encoding="utf-8") as handle:
+            if handle.read() == wanted:
+                return python
     step(f"Installing the test tools into {os.path.relpath(VENV, REPO_ROOT)}/ ({os.path.relpath(REQUIREMENTS, REPO_ROOT)})")
     if not os.path.exists(python):
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
