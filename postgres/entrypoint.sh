@@ -9,6 +9,10 @@ single_user() {  # run one SQL statement per line without opening a network port
 }
 sql_literal() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
 
+# This script is PID 1 and nothing else uses the volume, so a lock file here was left by a
+# container that was killed (host crash, power loss). Postgres would refuse to start over it.
+rm -f "$PGDATA/postmaster.pid"
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "postgres: creating a new database cluster in $PGDATA"
   initdb -D "$PGDATA" --username=postgres --auth-local=peer --auth-host=scram-sha-256 \

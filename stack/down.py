@@ -1,7 +1,7 @@
 """`invoke down`: stop the stack. The data stays unless deleting it is confirmed by typing."""
 import sys
 
-from . import context
+from . import context, pagetimes
 from .console import StackError, info, step
 
 
@@ -9,6 +9,7 @@ def run(delete_data=False, confirm=None):
     ctx = context.load()
     name = ctx.compose.name
     if not delete_data:
+        pagetimes.flush(ctx.compose)
         step(f"Stopping the stack '{name}'; the database and certificates are kept")
         ctx.compose.run("down", "--remove-orphans")
         info("Start it again with: invoke up")

@@ -1,7 +1,7 @@
 """`invoke up` and `invoke rebuild`: env file, checks, base image, images, containers, health."""
 import os
 
-from . import base_image, context, envfile, project
+from . import base_image, context, envfile, pagetimes, project
 from .console import info, step
 
 
@@ -26,6 +26,8 @@ def run(rebuild=False, pull=False):
 
     step("Building images" + (" from scratch" if pull else " (unchanged layers come from the cache)"))
     ctx.compose.build(no_cache=pull)
+    # Starting may recreate a running oTree server (new image or settings).
+    pagetimes.flush(ctx.compose)
     step("Starting containers and waiting until every service is healthy")
     ctx.compose.up(recreate=rebuild)
 

@@ -11,8 +11,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from stack import envfile  # noqa: E402
 from tests.helpers import compose, invoke, psql, write_env  # noqa: E402
 
-TEST_STACK = "otreetest"
-TEST_PORTS = {"HTTP_PORT": "18080", "HTTPS_PORT": "18443"}
+# OTREE_TEST_STACK and OTREE_TEST_PORT_OFFSET let two runs of the suite share one machine.
+TEST_STACK = os.environ.get("OTREE_TEST_STACK", "otreetest")
+_OFFSET = int(os.environ.get("OTREE_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {"HTTP_PORT": str(18080 + _OFFSET), "HTTPS_PORT": str(18443 + _OFFSET)}
 # Room for the suite's own logins before the limit test pushes past it.
 TEST_LOGIN_LIMIT = {"LOGIN_RATE_LIMIT": "60r/m", "LOGIN_RATE_BURST": "20"}
 
@@ -22,9 +24,9 @@ class Stack:
     def __init__(self, env_path):
         self.env_path = env_path
         self.values = envfile.load(env_path)
-        self.name = TEST_STACK
-        self.https = f"https://127.0.0.1:{TEST_PORTS['HTTPS_PORT']}"
-        self.http = f"http://127.0.0.1:{TEST_PORTS['HTTP_PORT']}"
+        self.name = self.values["STACK_NAME"]
+        self.https = f"https://127.0.0.1:{self.values['HTTPS_PORT']}"
+        self.http = f"http://127.0.0.1:{self.values['HTTP_PORT']}"
 
     def invoke(self, *args, **kwargs):
         return invoke(self.env_path, *args, **kwargs)
@@ -52,21 +54,33 @@ class Stack:
         return self.compose("logs", "--no-color", "otree").stdout
 
 
-def make_env_values(directory):
-    """A working env file for the test stack: the example with fresh secrets, as `invoke up` makes
+def make_env_values(directory, name=TEST_STACK, port_shift=0):
+    """A working env file for a test stack: the example with fresh secrets, as `invoke up` makes
     it, and the stack's name, loopback address and ports changed as a user would edit them."""
-    path = os.path.join(directory, "test.env")
+    path = os.path.join(directory, f"{name}.env")
     assert envfile.create_if_missing(path)
     values = envfile.load(path)
-    values.update(STACK_NAME=TEST_STACK, BIND_ADDRESS="127.0.0.1", **TEST_PORTS, **TEST_LOGIN_LIMIT)
+    ports = {key: str(int(port) + port_shift) for key, port in TEST_PORTS.items()}
+    values.update(STACK_NAME=name, BIND_ADDRESS="127.0.0.1", **ports, **TEST_LOGIN_LIMIT)
     return path, values
+
+
+def start_stack(directory, name=TEST_STACK, port_shift=0, **overrides):
+    """Write an env file and `invoke up` a stack; the caller tears it down with stop_stack."""
+    path, values = make_env_values(directory, name, port_shift)
+    values.update(overrides)
+    write_env(path, values)
+    result = invoke(path, "up")
+    assert f"The stack '{name}' is up: https://127.0.0.1:{values['HTTPS_PORT']}/" in result.stdout
+    return Stack(path)
+
+
+def stop_stack(stack):
+    invoke(stack.env_path, "down", "--delete-data", "--confirm", stack.name, check=False)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    path, values = make_env_values(str(tmp_path_factory.mktemp("stack")))
-    write_env(path, values)
-    result = invoke(path, "up")
-    assert f"The stack '{TEST_STACK}' is up: https://127.0.0.1:18443/" in result.stdout
-    yield Stack(path)
-    invoke(path, "down", "--delete-data", "--confirm", TEST_STACK)
+    shared = start_stack(str(tmp_path_factory.mktemp("stack")))
+    yield shared
+    stop_stack(shared)
