@@ -22,6 +22,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf 'CREATE ROLE "%s" LOGIN;\nCREATE DATABASE "%s" OWNER "%s";\n' \
     "$POSTGRES_USER" "$POSTGRES_DB" "$POSTGRES_USER" | single_user
 fi
-printf 'ALTER ROLE "%s" PASSWORD %s;\n' "$POSTGRES_USER" "$(sql_literal "$POSTGRES_PASSWORD")" | single_user
+# CREATEDB: a restore builds the restored copy beside the live database before swapping them.
+printf 'ALTER ROLE "%s" CREATEDB PASSWORD %s;\n' "$POSTGRES_USER" "$(sql_literal "$POSTGRES_PASSWORD")" | single_user
 
 exec postgres -D "$PGDATA" -c listen_addresses='*'

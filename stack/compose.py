@@ -1,16 +1,23 @@
 """Docker Compose, called with this stack's env file and project name, and nothing else."""
 import json
 import os
+import re
 import shutil
 import subprocess
 
-from . import envfile
+from . import envfile, project
 from .console import StackError, info
 
 COMPOSE_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.yml")
-# The oTree image first: nginx copies the static files out of it.
-BUILD_ORDER = [["otree"], ["postgres", "nginx"]]
-SERVICES = ("otree", "postgres", "nginx", "redis")
+# The oTree image first: nginx copies the static files out of it. The backup image builds on
+# the postgres image, for the same pg_dump and a scratch server to verify with.
+BUILD_ORDER = [["otree"], ["postgres", "nginx"], ["backup"]]
+SERVICES = ("otree", "postgres", "nginx", "backup", "redis")
+# Started after the others, without waiting on its health: a failing backup is reported loudly,
+# but must not keep the study from starting.
+AFTER_START = ("backup",)
+# restic repositories that are not a folder on this machine start with their backend's name.
+RESTIC_REMOTE = re.compile(r"^(sftp|rest|s3|b2|azure|gs|swift|rclone):")
 
 
 def require_docker():
@@ -35,6 +42,7 @@ class Compose:
         self.environment.update(extra_env or {})
         if redis:
             self.environment["REDIS_URL"] = "redis://redis:6379"
+        self.environment.update(backup_environment(values))
 
     def command(self, *args):
         profiles = ["--profile", "redis"] if self.redis else []
@@ -56,12 +64,19 @@ class Compose:
 
     def up(self, recreate=False, timeout=300):
         extra = ["--force-recreate"] if recreate else []
+        core = [service for service in SERVICES if service not in AFTER_START and (self.redis or service != "redis")]
         started = self.run("up", "--detach", "--remove-orphans", "--wait", "--wait-timeout", str(timeout),
-                           *extra, check=False)
+                           *extra, *core, check=False)
+        if not started.returncode:
+            started = self.run("up", "--detach", "--no-deps", *extra, *AFTER_START, check=False)
         if started.returncode:
             self.explain_unhealthy()
             raise StackError("The stack did not become healthy. The failing service's last log lines are "
                              "above; fix what they say and run `invoke up` again (your data is kept).")
+
+    def start(self, service, timeout=300):
+        """Start one service of a running stack again, and wait until it is healthy."""
+        self.run("up", "--detach", "--no-deps", "--wait", "--wait-timeout", str(timeout), service)
 
     def states(self):
         """{service: {'state': ..., 'health': ...}} for this stack's containers."""
@@ -77,3 +92,31 @@ class Compose:
             if state["health"] not in ("healthy", "") or state["state"] != "running":
                 info(f"{service} is {state['state']} {state['health']}; its last log lines:")
                 self.run("logs", "--no-color", "--tail", "30", service, check=False)
+
+
+def local_restic_path(repository):
+    """The folder of a restic repository on this machine, or None for a remote one."""
+    repository = repository.strip()
+    if not repository or RESTIC_REMOTE.match(repository):
+        return None
+    path = repository[len("local:"):] if repository.startswith("local:") else repository
+    return os.path.join(envfile.REPO_ROOT, path)
+
+
+def backup_environment(values):
+    """What the backup service learns from this host: where its files land, the project's
+    oTree version and git revision for the manifests, and how to reach the restic repository."""
+    backup_dir = os.path.join(envfile.REPO_ROOT, values.get("BACKUP_DIR", "").strip() or "backups")
+    repository = values.get("RESTIC_REPOSITORY", "").strip()
+    local = local_restic_path(repository)
+    environment = {"BACKUP_DIR_ON_HOST": os.path.normpath(backup_dir),
+                   "RESTIC_REPOSITORY_IN_CONTAINER": "/restic-local" if local else repository}
+    if local:
+        environment["RESTIC_LOCAL_DIR"] = os.path.normpath(local)
+    try:
+        folder = project.directory(values)
+        environment["OTREE_VERSION"] = (project.otree_requirement(folder) or "").lstrip("=")
+        environment["PROJECT_REVISION"] = project.git_revision(folder)
+    except StackError:
+        pass  # reported by the checks that run before anything starts
+    return environment

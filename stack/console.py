@@ -16,3 +16,16 @@ def info(message):
 
 def warn(message):
     print(f"\033[33mwarning:\033[0m {message}", file=sys.stderr, flush=True)
+
+
+def confirm_by_typing(expected, consequence, given=None, flag="--confirm NAME"):
+    """The typed word, asked in a terminal; `given` (from a flag) for scripts. Anything but
+    `expected` stops the caller with nothing changed."""
+    if given is None:
+        if not sys.stdin.isatty():
+            raise StackError(f"This needs a typed confirmation. Run it in a terminal, or pass {flag} in a script. "
+                             "Nothing was changed.")
+        print(consequence)
+        given = input(f"Type {expected} to confirm: ").strip()
+    if given != expected:
+        raise StackError(f"Nothing was changed: the confirmation was {given!r}, not {expected!r}.")

@@ -1,8 +1,6 @@
 """`invoke down`: stop the stack. The data stays unless deleting it is confirmed by typing."""
-import sys
-
 from . import context, pagetimes
-from .console import StackError, info, step
+from .console import confirm_by_typing, info, step
 
 
 def run(delete_data=False, confirm=None):
@@ -15,17 +13,9 @@ def run(delete_data=False, confirm=None):
         info("Start it again with: invoke up")
         return
 
-    typed = confirm if confirm is not None else _ask(name)
-    if typed != name:
-        raise StackError(f"Nothing was deleted: the confirmation was {typed!r}, not the stack name {name!r}.")
+    confirm_by_typing(name, f"This deletes every session, participant and answer of the stack '{name}', for "
+                            "good (backups in BACKUP_DIR stay).", confirm, flag=f"--confirm {name}")
     step(f"Stopping the stack '{name}' and deleting its volumes: database and certificates")
     ctx.compose.run("down", "--remove-orphans", "--volumes")
     info("All study data of this stack is gone. `invoke up` starts an empty one.")
 
-
-def _ask(name):
-    if not sys.stdin.isatty():
-        raise StackError("Deleting the data needs a typed confirmation. Run this in a terminal, or pass "
-                         f"--confirm {name} (the stack name) in a script.")
-    print(f"This deletes every session, participant and answer of the stack '{name}', for good.")
-    return input(f"Type the stack name ({name}) to confirm: ").strip()

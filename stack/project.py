@@ -1,6 +1,7 @@
 """The oTree project the stack serves: where it is, whether it can be built, what it needs."""
 import os
 import re
+import subprocess
 
 from .console import StackError, warn
 from .envfile import REPO_ROOT
@@ -35,6 +36,20 @@ def otree_requirement(folder):
         if match:
             return (match.group(2) or "").strip()
     return None
+
+
+def git_revision(folder):
+    """The project's git commit, marked -dirty with uncommitted changes; '' outside git."""
+    def git(*args):
+        try:
+            result = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+    revision = git("rev-parse", "--short", "HEAD")
+    if not revision:
+        return ""
+    return revision + ("-dirty" if git("status", "--porcelain", "--", ".") else "")
 
 
 def pins_otree_before_5(specifiers):

@@ -1,5 +1,5 @@
 """`invoke status`: each service's state and health, the oTree version and the address."""
-from . import base_image, context
+from . import backups, base_image, context
 from .console import info, step
 
 
@@ -16,6 +16,9 @@ def run():
         version = ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
                                   capture=True, check=False).stdout.strip()
         info(f"oTree     {version or 'unknown (the server does not answer)'}")
+    if states.get("backup", {}).get("state") == "running":
+        for line in backups.status_lines(ctx):
+            info(f"backups   {line}")
     base = ctx.values.get("BASE_IMAGE", "").strip() or "debian:trixie-slim"
     info(f"base      {base}{' (built here with debootstrap)' if base_image.built_here(base) else ''}")
     info(f"URL       {ctx.https_url()}")

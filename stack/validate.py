@@ -1,9 +1,12 @@
 """Checks the env file before any container starts. Each problem comes back as one message that
 says what is wrong and how to fix it; `invoke up` refuses to start while there is any."""
 import ipaddress
+import os
 import re
 
-from .envfile import GENERATED
+from backup.otree_backup import schedule
+
+from .envfile import GENERATED, REPO_ROOT
 
 WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "example", "secret", "otree", "123456",
                   "12345678", "123456789", "1234567890", "qwerty", "letmein", "password1",
@@ -47,6 +50,35 @@ def problems(values):
 
     found += _address_problems(values)
     found += _limit_problems(values)
+    found += _backup_problems(values)
+    return found
+
+
+def _backup_problems(values):
+    found = []
+    try:
+        schedule.parse(values.get("BACKUP_SCHEDULE", "daily 03:00"))
+    except ValueError as error:
+        found.append(str(error))
+    keeps = {}
+    for kind, default in (("DAILY", "7"), ("WEEKLY", "4"), ("MONTHLY", "6")):
+        # Missing keys (an .env from before backups existed) mean the defaults, as in compose.
+        text = values.get(f"BACKUP_KEEP_{kind}", default).strip() or default
+        if not text.isdigit():
+            found.append(f"BACKUP_KEEP_{kind}={text!r} is not a whole number of backups to keep, e.g. 7.")
+        keeps[kind] = int(text) if text.isdigit() else 1
+    if not any(keeps.values()):
+        found.append("BACKUP_KEEP_DAILY, _WEEKLY and _MONTHLY are all 0, so every scheduled backup would be "
+                     "deleted. Keep at least one, e.g. BACKUP_KEEP_DAILY=7.")
+    backup_dir = os.path.realpath(os.path.join(REPO_ROOT, values.get("BACKUP_DIR", "").strip() or "backups"))
+    project_dir = os.path.realpath(os.path.join(REPO_ROOT, values.get("OTREE_PROJECT_DIR", "").strip()
+                                                or "otree_project"))
+    if os.path.commonpath([backup_dir, project_dir]) == project_dir:
+        found.append(f"BACKUP_DIR is inside the oTree project ({project_dir}), so backups would be copied into "
+                     "the image. Choose another folder, e.g. BACKUP_DIR=backups.")
+    if bool(values.get("RESTIC_REPOSITORY", "").strip()) != bool(values.get("RESTIC_PASSWORD", "").strip()):
+        found.append("RESTIC_REPOSITORY and RESTIC_PASSWORD go together: set both for an off-site copy, or "
+                     "leave both empty.")
     return found
 
 

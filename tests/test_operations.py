@@ -18,8 +18,8 @@ def test_status_shows_each_service_healthy_the_version_and_the_url(stack):
 
 
 def test_logs_of_one_service_and_a_clear_error_for_an_unknown_one(stack):
-    assert "database system is ready" in stack.invoke("logs", "postgres", "--no-follow").stdout
-    result = stack.invoke("logs", "databse", "--no-follow", check=False)
+    assert "database system is ready" in stack.invoke("logs", "--service", "postgres", "--no-follow").stdout
+    result = stack.invoke("logs", "--service", "databse", "--no-follow", check=False)
     assert result.returncode == 1 and "There is no service 'databse'" in result.stderr
 
 
@@ -34,7 +34,7 @@ def test_deleting_data_needs_the_typed_stack_name(stack):
     refused = stack.invoke("down", "--delete-data", check=False)
     assert refused.returncode == 1 and "needs a typed confirmation" in refused.stderr
     wrong = stack.invoke("down", "--delete-data", "--confirm", "otree", check=False)
-    assert wrong.returncode == 1 and "Nothing was deleted" in wrong.stderr
+    assert wrong.returncode == 1 and "Nothing was changed" in wrong.stderr
     assert session_codes(stack) == before
 
 

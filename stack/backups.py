@@ -1,0 +1,105 @@
+"""`invoke backup` and `invoke backups`, and the backup service's commands for the other tasks.
+The work happens in the backup container (backup/otree_backup); this side passes requests in
+and reads the answers."""
+import os
+import subprocess
+
+from .compose import backup_environment
+from .console import StackError, info, step, warn
+
+# The backup container's user (backup/Dockerfile). Dumps hold participants' data, so the folder
+# belongs to it alone (and root).
+BACKUP_UID = 10002
+ID_LINE = "BACKUP_ID="
+
+
+# `otree_backup take`'s exit code when the backup is good but its off-site copy failed.
+OFFSITE_FAILED = 3
+
+
+class Backup:
+    def __init__(self, backup_id, host_dir, offsite_failed=False):
+        self.id = backup_id
+        self.path = os.path.join(host_dir, backup_id)
+        self.offsite_failed = offsite_failed
+
+
+def host_dir(ctx):
+    return backup_environment(ctx.values)["BACKUP_DIR_ON_HOST"]
+
+
+def prepare(ctx):
+    """Create BACKUP_DIR (and a local restic repository's folder) and give them to the backup
+    service's user, through Docker, which can do that for a non-root operator too."""
+    environment = ctx.compose.environment
+    for folder, mount in ((environment["BACKUP_DIR_ON_HOST"], "/backups"),
+                          (environment.get("RESTIC_LOCAL_DIR"), "/restic-local")):
+        if not folder:
+            continue
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if os.stat(folder).st_uid != BACKUP_UID:
+            ctx.compose.run("run", "--rm", "--no-deps", "--user", "root", "--entrypoint", "chown", "backup",
+                            f"{BACKUP_UID}:{BACKUP_UID}", mount)
+            os.chmod(folder, 0o700)
+
+
+def require_running(ctx, *services):
+    states = ctx.compose.states()
+    stopped = [service for service in services if states.get(service, {}).get("state") != "running"]
+    if stopped:
+        raise StackError(f"{' and '.join(stopped)} not running, so nothing was done. Start the stack with: invoke up")
+
+
+def service(ctx, *args, stdin=None, echo=True):
+    """Run `python3 -m otree_backup ARGS` in the backup container. Its messages are shown as they
+    come unless echo is False. Returns (exit code, the BACKUP_ID it reported or None, lines)."""
+    command = ctx.compose.command("exec", "-T", "backup", "python3", "-m", "otree_backup", *args)
+    process = subprocess.Popen(command, env=ctx.compose.environment, stdin=stdin, stdout=subprocess.PIPE, text=True)
+    backup_id, lines = None, []
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        if line.startswith(ID_LINE):
+            backup_id = line[len(ID_LINE):]
+            continue
+        lines.append(line)
+        if echo:
+            info(line)
+    return process.wait(), backup_id, lines
+
+
+def take(ctx, reason="manual"):
+    """A verified backup of the live database, or StackError. Returns a Backup. A failed off-site
+    copy is only warned of here: the local backup is what a following step relies on."""
+    require_running(ctx, "postgres", "backup")
+    step(f"Backing up the database ({reason})")
+    code, backup_id, _ = service(ctx, "take", "--reason", reason)
+    if code == OFFSITE_FAILED and backup_id:
+        warn(f"Backup {backup_id} is verified and kept in BACKUP_DIR, but its off-site copy failed (see above).")
+        return Backup(backup_id, host_dir(ctx), offsite_failed=True)
+    if code or not backup_id:
+        raise StackError("No verified backup was made; the reason is above. Nothing else was changed.")
+    return Backup(backup_id, host_dir(ctx))
+
+
+def run_backup(ctx):
+    backup = take(ctx)
+    info(f"Restore it with: invoke restore {backup.id}")
+    if backup.offsite_failed:
+        raise StackError("The off-site copy failed. Check RESTIC_REPOSITORY, RESTIC_PASSWORD and the network, "
+                         "then run `invoke backup` again.")
+
+
+def run_list(ctx, offsite=False):
+    require_running(ctx, "backup")
+    step(f"Backups in {host_dir(ctx)}")
+    code, _, _ = service(ctx, "list", *(["--offsite"] if offsite else []))
+    if code:
+        raise StackError("Listing the backups failed; the reason is above.")
+
+
+def status_lines(ctx):
+    """For `invoke status`: the last good backup, the next one, and any failure."""
+    code, _, lines = service(ctx, "health", "--summary", echo=False)
+    if code:
+        warn("Backups need attention: " + (lines[-1] if lines else "the backup service does not answer"))
+    return lines

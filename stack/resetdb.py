@@ -1,0 +1,26 @@
+"""`invoke resetdb`: oTree's resetdb (drops every table), made safe: a typed confirmation, a
+verified backup first, page times saved, and the server stopped while it runs (oTree's resetdb
+hangs while another connection is open)."""
+from . import backups, pagetimes
+from .console import confirm_by_typing, info, step
+
+
+def run(ctx, yes=False):
+    backups.require_running(ctx, "postgres", "backup")
+    name = ctx.compose.name
+    if not yes:
+        confirm_by_typing(name, f"This deletes every session, participant and answer in the stack '{name}'. "
+                                "A verified backup is taken first; `invoke restore` brings it back.", flag="--yes")
+    pagetimes.flush(ctx.compose)
+    backup = backups.take(ctx, "before-resetdb")
+    step("Stopping oTree")
+    ctx.compose.run("stop", "otree")
+    try:
+        step("Running oTree's resetdb")
+        ctx.compose.run("run", "--rm", "--no-deps", "-T", "otree", "otree", "resetdb", "--noinput")
+    finally:
+        step("Starting oTree")
+        ctx.compose.start("otree")
+    step("The database is empty and oTree is running.")
+    info(f"What was there is backup {backup.id}: {backup.path}")
+    info(f"To undo: invoke restore {backup.id}")

@@ -1,0 +1,76 @@
+"""`invoke restore`: put a backup live. The backup is proven first (restored into a scratch
+database, counts checked), a backup of the current state is taken, oTree is stopped for the
+swap and started again. On any failure the live database stays as it was."""
+import os
+import re
+import tarfile
+import tempfile
+
+from . import backups, pagetimes
+from .console import StackError, confirm_by_typing, info, step
+
+BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z[\w-]*$")
+
+
+def run(ctx, source, offsite=False, yes=False):
+    backups.require_running(ctx, "postgres", "backup")
+    backup_id = _bring_in(ctx, source, offsite)
+    step(f"Proving backup {backup_id}: restoring it into a scratch database and counting its rows")
+    code, backup_id, _ = backups.service(ctx, "prove", backup_id)
+    if code or not backup_id:
+        raise StackError("That backup cannot be restored (the reason is above). The live database is untouched.")
+    name = ctx.compose.name
+    if not yes:
+        confirm_by_typing(name, f"This replaces the live database of the stack '{name}' with backup {backup_id}. "
+                                "A backup of the current state is taken first.", flag="--yes")
+    pagetimes.flush(ctx.compose)
+    safety = backups.take(ctx, "before-restore")
+    step("Stopping oTree for the swap")
+    ctx.compose.run("stop", "otree")
+    try:
+        step(f"Restoring {backup_id}")
+        code, _, _ = backups.service(ctx, "put-live", backup_id)
+        if code:
+            raise StackError("The restore failed (the reason is above); the live database was not replaced.")
+    finally:
+        step("Starting oTree")
+        ctx.compose.start("otree")
+    step(f"Restored backup {backup_id}; oTree is running again.")
+    info(f"The state before the restore is backup {safety.id} ({safety.path}).")
+    info(f"To undo: invoke restore {safety.id}")
+
+
+def _bring_in(ctx, source, offsite):
+    """The id of the backup to restore: fetched from restic, imported from a file, or given."""
+    if offsite:
+        step(f"Fetching snapshot {source} from the restic repository")
+        code, backup_id, _ = backups.service(ctx, "fetch-offsite", source)
+        if code or not backup_id:
+            raise StackError("Nothing was restored; the reason is above. The live database is untouched.")
+        return backup_id
+    if source == "latest" or (BACKUP_ID.match(source) and not os.path.exists(source)):
+        return source
+    if not os.path.exists(source):
+        raise StackError(f"There is no file {source} and no backup with that ID. `invoke backups` lists the "
+                         "backups; a file must be a backup's otree.dump or its folder. Nothing was changed.")
+    return _import(ctx, source)
+
+
+def _import(ctx, path):
+    """Copy a dump (or a backup folder with its manifest) into the backup folder."""
+    folder = path if os.path.isdir(path) else None
+    dump = os.path.join(folder, "otree.dump") if folder else path
+    if not os.path.isfile(dump):
+        raise StackError(f"{path} is a folder without an otree.dump, so it is not a backup. Nothing was changed.")
+    step(f"Importing {path}")
+    with tempfile.TemporaryFile() as bundle:
+        with tarfile.open(fileobj=bundle, mode="w") as archive:
+            archive.add(dump, arcname="otree.dump")
+            manifest = os.path.join(folder, "manifest.json") if folder else None
+            if manifest and os.path.isfile(manifest):
+                archive.add(manifest, arcname="manifest.json")
+        bundle.seek(0)
+        code, backup_id, _ = backups.service(ctx, "import", stdin=bundle)
+    if code or not backup_id:
+        raise StackError(f"{path} cannot be restored (the reason is above). The live database is untouched.")
+    return backup_id
