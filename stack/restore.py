@@ -6,7 +6,7 @@ import re
 import tarfile
 import tempfile
 
-from . import backups, pagetimes
+from . import backups, migrate, pagetimes
 from .console import StackError, confirm_by_typing, info, step
 
 BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z[\w-]*$")
@@ -27,14 +27,20 @@ def run(ctx, source, offsite=False, yes=False):
     safety = backups.take(ctx, "before-restore")
     step("Stopping oTree for the swap")
     ctx.compose.run("stop", "otree")
-    try:
-        step(f"Restoring {backup_id}")
-        code, _, _ = backups.service(ctx, "put-live", backup_id)
-        if code:
-            raise StackError("The restore failed (the reason is above); the live database was not replaced.")
-    finally:
-        step("Starting oTree")
+    step(f"Restoring {backup_id}")
+    code, _, _ = backups.service(ctx, "put-live", backup_id)
+    if code:
         ctx.compose.start("otree")
+        raise StackError("The restore failed (the reason is above); the live database was not replaced and "
+                         "oTree is running again.")
+    try:
+        # A backup from before a model change lacks the new columns: add them before oTree starts.
+        migrate.before_start(ctx)
+    except StackError as error:
+        raise StackError(f"{error}\nThe backup was restored, but oTree was left stopped because it does not fit "
+                         f"your current models. To go back: invoke restore {safety.id}")
+    step("Starting oTree")
+    ctx.compose.start("otree")
     step(f"Restored backup {backup_id}; oTree is running again.")
     info(f"The state before the restore is backup {safety.id} ({safety.path}).")
     info(f"To undo: invoke restore {safety.id}")

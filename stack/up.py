@@ -1,7 +1,7 @@
 """`invoke up` and `invoke rebuild`: env file, checks, base image, images, containers, health."""
 import os
 
-from . import base_image, context, envfile, pagetimes, project
+from . import backups, base_image, context, envfile, migrate, pagetimes, project
 from .console import info, step
 
 
@@ -26,10 +26,17 @@ def run(rebuild=False, pull=False):
 
     step("Building images" + (" from scratch" if pull else " (unchanged layers come from the cache)"))
     ctx.compose.build(no_cache=pull)
-    # Starting may recreate a running oTree server (new image or settings).
+    backups.prepare(ctx)
+    # Starting may recreate a running oTree server (new image or settings), and the migration
+    # step may restart the database under it.
     pagetimes.flush(ctx.compose)
+    # The new models against the live database, before a new server could meet a missing column.
+    migrate.before_start(ctx)
     step("Starting containers and waiting until every service is healthy")
     ctx.compose.up(recreate=rebuild)
+
+    for line in backups.status_lines(ctx):
+        info(line)
 
     url = ctx.https_url()
     username = project.admin_username(ctx.project_dir)

@@ -61,7 +61,8 @@ def make_env_values(directory, name=TEST_STACK, port_shift=0):
     assert envfile.create_if_missing(path)
     values = envfile.load(path)
     ports = {key: str(int(port) + port_shift) for key, port in TEST_PORTS.items()}
-    values.update(STACK_NAME=name, BIND_ADDRESS="127.0.0.1", **ports, **TEST_LOGIN_LIMIT)
+    values.update(STACK_NAME=name, BIND_ADDRESS="127.0.0.1", **ports, **TEST_LOGIN_LIMIT,
+                  BACKUP_DIR=os.path.join(directory, f"{name}-backups"))
     return path, values
 
 

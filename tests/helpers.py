@@ -2,6 +2,9 @@
 import os
 import subprocess
 
+from stack import envfile
+from stack.compose import Compose
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -16,8 +19,11 @@ def invoke(env_path, *args, check=True, timeout=900, stdin=subprocess.DEVNULL):
 
 
 def compose(env_path, stack_name, *args, check=True):
-    return subprocess.run(["docker", "compose", "--project-directory", REPO_ROOT, "--env-file", env_path,
-                           "-p", stack_name, *args], cwd=REPO_ROOT, capture_output=True, text=True, check=check)
+    """`docker compose ARGS` for a test stack, with the values invoke derives (stack.compose)."""
+    stack = Compose(env_path, envfile.load(env_path))
+    assert stack.name == stack_name
+    return subprocess.run(stack.command(*args), env=stack.environment, cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=check)
 
 
 def containers_of(stack_name):

@@ -28,6 +28,11 @@ BAD_CASES = {
     "domain is an IP": ({"DOMAIN": "192.0.2.10"}, "DOMAIN is the IP address 192.0.2.10"),
     "email malformed": ({"LETSENCRYPT_EMAIL": "researcher.example.edu"}, "is not an email address"),
     "port not a number": ({"HTTPS_PORT": "https"}, "HTTPS_PORT 'https' is not a port number"),
+    "backup schedule malformed": ({"BACKUP_SCHEDULE": "nightly"}, "BACKUP_SCHEDULE='nightly' is not a schedule"),
+    "backup rotation keeps nothing": ({"BACKUP_KEEP_DAILY": "0", "BACKUP_KEEP_WEEKLY": "0", "BACKUP_KEEP_MONTHLY": "0"},
+                                      "are all 0, so every scheduled backup would be deleted"),
+    "backups inside the project": ({"BACKUP_DIR": "otree_project/backups"}, "BACKUP_DIR is inside the oTree project"),
+    "restic without a password": ({"RESTIC_REPOSITORY": "/srv/restic"}, "RESTIC_REPOSITORY and RESTIC_PASSWORD go together"),
 }
 
 

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from . import BackupError, offsite, restore, schedule, store, take
+from . import BackupError, health, offsite, restore, schedule, store, take
 
 # A line the host reads to learn which backup a command made or used.
 ID_LINE = "BACKUP_ID="
@@ -94,25 +94,9 @@ def cmd_put_live(args):
           "the live row counts match the backup.")
 
 
-def health_problem(status, spec, moment):
-    """Why the service is unhealthy, or None."""
-    failure = status.get("last_failure")
-    if failure:
-        return f"the last backup attempt failed ({failure['at']}): {failure['error']}"
-    interval = schedule.interval_seconds(spec)
-    started = status.get("scheduler_started")
-    if interval and started:
-        success = status.get("last_success")
-        reference = max(store.parse_time(started), store.parse_time(success["at"]) if success else
-                        store.parse_time(started))
-        if (moment - reference).total_seconds() > 2 * interval + 600:
-            return f"no good backup since {reference.isoformat()}, although one is due every {interval} s"
-    return None
-
-
 def cmd_health(args):
     status = store.read_status()
-    problem = health_problem(status, schedule.parse(os.environ.get("BACKUP_SCHEDULE", "daily 03:00")), store.now())
+    problem = health.problem(status, schedule.parse(os.environ.get("BACKUP_SCHEDULE", "daily 03:00")), store.now())
     success = status.get("last_success")
     if args.summary:
         print(f"last good backup: {success['id']} ({_age(success['at'])})" if success else "last good backup: none yet")
@@ -124,25 +108,27 @@ def cmd_health(args):
 
 
 def cmd_schedule(args):
-    """The service's main loop: back up when due, then rotate."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 ignores SIGTERM unless handled
+    """The service's main loop: back up when due, then rotate. A stop request waits for a running
+    backup to finish, so a stop never leaves half a backup or an unrotated folder."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # PID 1 ignores SIGTERM unless handled
     spec = schedule.parse(os.environ.get("BACKUP_SCHEDULE", "daily 03:00"))
     store.check_writable()
-    with store.exclusive():  # a backup cut short by a stop leaves its folder behind
+    with store.exclusive():  # a backup cut short by a crash leaves its folder behind
         for name in os.listdir(store.ROOT):
             if name.startswith(store.INCOMPLETE_PREFIX):
                 shutil.rmtree(os.path.join(store.ROOT, name), ignore_errors=True)
     store.update_status(scheduler_started=store.now().isoformat())
     previous = None
-    while True:
+    while not stopping:
         due = schedule.next_run(spec, store.now(), previous)
         store.update_status(next_run=due.isoformat() if due else None)
-        if due is None:
-            print("BACKUP_SCHEDULE=off: backups are taken only by `invoke backup`.")
-            signal.pause()
-        print(f"Next backup at {due.isoformat()}")
-        while store.now() < due:
-            time.sleep(min(30.0, (due - store.now()).total_seconds() + 0.01))
+        print("BACKUP_SCHEDULE=off: backups are taken only by `invoke backup`." if due is None
+              else f"Next backup at {due.isoformat()}")
+        while not stopping and (due is None or store.now() < due):
+            time.sleep(1)
+        if stopping:
+            break
         previous = due
         try:
             manifest = take.take("scheduled")

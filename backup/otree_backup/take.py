@@ -17,8 +17,8 @@ def flush_page_times():
         with urllib.request.urlopen(request, timeout=120) as response:
             response.read()
         return "flushed"
-    except Exception as error:  # the server is down or restarting: say so in the manifest
-        return f"not flushed: the oTree server did not answer ({error})"
+    except Exception as error:  # stopped or restarting: say so in the manifest
+        return f"not flushed: oTree did not answer ({error}); a stopped server holds none"
 
 
 def _dump_into(incoming):
@@ -41,7 +41,19 @@ def _is_full(path):
 
 
 def take(reason):
-    """Returns the manifest; raises BackupError when no verified backup could be made."""
+    """Returns the manifest; raises BackupError when no verified backup could be made, and records
+    the failure for the healthcheck and `invoke status`."""
+    try:
+        return _take(reason)
+    except BackupError as error:
+        try:
+            store.update_status(last_failure={"at": store.now().isoformat(), "error": str(error)})
+        except OSError:
+            pass  # a full or unwritable folder: the error itself says so
+        raise
+
+
+def _take(reason):
     store.check_writable()
     with store.exclusive():
         started = store.now()
@@ -72,8 +84,6 @@ def take(reason):
 
         verify.run(manifest)
         if not store.is_good(manifest):
-            store.update_status(last_failure={"at": store.now().isoformat(), "id": manifest["id"],
-                                              "error": "verification failed: " + manifest["verification"]["detail"]})
             raise BackupError(f"Backup {manifest['id']} FAILED verification and does not count as a backup: "
                               f"{manifest['verification']['detail']}")
         store.update_status(last_success={"at": manifest["created_at"], "id": manifest["id"]}, last_failure=None)

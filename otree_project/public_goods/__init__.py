@@ -105,4 +105,13 @@ class Results(Page):
         return in_full_group(player)
 
 
+def custom_export(players):
+    """Listed under the admin's "Custom exports": one row per player, next to the group's total."""
+    yield ['session', 'participant', 'label', 'group', 'contribution', 'group_total', 'timed_out', 'payoff']
+    for p in players:
+        yield [p.session.code, p.participant.code, p.participant.label, p.group.id_in_subsession,
+               p.field_maybe_none('contribution'), p.group.field_maybe_none('total_contribution'),
+               p.timed_out, p.payoff]
+
+
 page_sequence = [Instructions, GroupingWaitPage, Contribute, ResultsWaitPage, Results]
