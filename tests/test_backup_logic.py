@@ -51,18 +51,22 @@ def test_rotation_keeps_the_newest_of_each_day_week_and_month():
     assert len([day for day in days if (newest.date() - day).days < 7]) == 7
     assert len({rotation.buckets(moment)["weekly"] for moment in moments}) >= 4
     assert len({rotation.buckets(moment)["monthly"] for moment in moments}) == 4  # Jan to April: all of them
-    assert all(moment.hour == 18 for moment in moments)  # always the day's newest
-    assert len(kept) < 7 + 4 + 6
+    assert all(moment.hour == 18 for moment in moments[1:])  # always the day's newest, but the first
+    assert len(kept) < 7 + 4 + 6 + 1
+    # Only 4 months so far (of 6 to keep): the very first backup is kept as well.
+    assert backups[0][0] in kept
 
 
-def test_rotation_of_several_backups_in_one_day_keeps_one():
+def test_rotation_of_several_backups_in_one_day_keeps_its_newest_and_the_first():
     day = [(f"b{n}", at("2026-11-22T10:00:00") + datetime.timedelta(seconds=10 * n)) for n in range(5)]
-    assert rotation.keep(day, daily=7, weekly=4, monthly=6) == {"b4"}
+    # Fewer days than BACKUP_KEEP_DAILY so far: like restic, the oldest is kept too.
+    assert rotation.keep(day, daily=7, weekly=4, monthly=6) == {"b0", "b4"}
 
 
-def test_rotation_with_nothing_to_keep_of_a_kind():
+def test_rotation_with_full_periods_and_nothing_to_keep_of_a_kind():
     backups = [("a", at("2026-11-20T03:00:00")), ("b", at("2026-11-21T03:00:00")), ("c", at("2026-11-22T03:00:00"))]
     assert rotation.keep(backups, daily=2, weekly=0, monthly=0) == {"b", "c"}
+    assert rotation.keep(backups, daily=3, weekly=0, monthly=0) == {"a", "b", "c"}
     assert rotation.keep([], daily=7, weekly=4, monthly=6) == set()
 
 
