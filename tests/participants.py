@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-# What each page's form gets; wait pages are polled, as a browser would after the websocket says go.
+# What each page's form gets.
 FORMS = {
     "Consent": {"consent": "True"},
     "Demographics": {"age": "30", "gender": "Female"},
