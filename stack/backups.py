@@ -38,9 +38,14 @@ def prepare(ctx):
             continue
         os.makedirs(folder, mode=0o700, exist_ok=True)
         if os.stat(folder).st_uid != BACKUP_UID:
-            ctx.compose.run("run", "--rm", "--no-deps", "--user", "root", "--entrypoint", "chown", "backup",
+            # Private first, while this user may still change the mode: dumps hold participants' data.
+            if os.stat(folder).st_uid == os.getuid():
+                os.chmod(folder, 0o700)
+            # The service drops every capability (docker-compose.yml); this one-off root needs
+            # CAP_CHOWN back to give away a folder it does not own, and nothing else.
+            ctx.compose.run("run", "--rm", "--no-deps", "--user", "root", "--cap-add", "CHOWN",
+                            "--entrypoint", "chown", "backup",
                             f"{BACKUP_UID}:{BACKUP_UID}", mount)
-            os.chmod(folder, 0o700)
 
 
 def require_running(ctx, *services):

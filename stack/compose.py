@@ -11,11 +11,11 @@ from .console import StackError, info
 COMPOSE_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.yml")
 # The oTree image first: nginx copies the static files out of it. The backup image builds on
 # the postgres image, for the same pg_dump and a scratch server to verify with.
-BUILD_ORDER = [["otree"], ["postgres", "nginx"], ["backup"]]
-SERVICES = ("otree", "postgres", "nginx", "backup", "redis")
-# Started after the others, without waiting on its health: a failing backup is reported loudly,
-# but must not keep the study from starting.
-AFTER_START = ("backup",)
+BUILD_ORDER = [["otree"], ["postgres", "nginx", "certbot"], ["backup"]]
+SERVICES = ("otree", "postgres", "nginx", "backup", "certbot", "redis")
+# Started after the others, without waiting on their health: a failing backup or certificate
+# request is reported loudly, but must not keep the study from starting.
+AFTER_START = ("backup", "certbot")
 # restic repositories that are not a folder on this machine start with their backend's name.
 RESTIC_REMOTE = re.compile(r"^(sftp|rest|s3|b2|azure|gs|swift|rclone):")
 
@@ -43,6 +43,9 @@ class Compose:
         if redis:
             self.environment["REDIS_URL"] = "redis://redis:6379"
         self.environment.update(backup_environment(values))
+        ca_file = values.get("ACME_CA_FILE", "").strip()
+        if ca_file:
+            self.environment["ACME_CA_FILE_ON_HOST"] = os.path.join(envfile.REPO_ROOT, ca_file)
 
     def command(self, *args):
         profiles = ["--profile", "redis"] if self.redis else []

@@ -1,5 +1,5 @@
 """`invoke status`: each service's state and health, the oTree version and the address."""
-from . import backups, base_image, context
+from . import backups, base_image, certificates, context
 from .console import info, step
 
 
@@ -19,6 +19,10 @@ def run():
     if states.get("backup", {}).get("state") == "running":
         for line in backups.status_lines(ctx):
             info(f"backups   {line}")
+    if states.get("nginx", {}).get("state") == "running":
+        if states.get("certbot", {}).get("state") == "running":
+            certificates.report_letsencrypt(ctx)
+        info(f"TLS       {certificates.status_line(ctx) or 'unknown (nginx does not answer)'}")
     base = ctx.values.get("BASE_IMAGE", "").strip() or "debian:trixie-slim"
     info(f"base      {base}{' (built here with debootstrap)' if base_image.built_here(base) else ''}")
     info(f"URL       {ctx.https_url()}")

@@ -1,7 +1,7 @@
 """`invoke up` and `invoke rebuild`: env file, checks, base image, images, containers, health."""
 import os
 
-from . import backups, base_image, context, envfile, migrate, pagetimes, project
+from . import backups, base_image, certificates, context, envfile, migrate, pagetimes, project
 from .console import info, step
 
 
@@ -27,6 +27,7 @@ def run(rebuild=False, pull=False):
     step("Building images" + (" from scratch" if pull else " (unchanged layers come from the cache)"))
     ctx.compose.build(no_cache=pull)
     backups.prepare(ctx)
+    certificates.install_provided(ctx)
     # Starting may recreate a running oTree server (new image or settings), and the migration
     # step may restart the database under it.
     pagetimes.flush(ctx.compose)
@@ -37,6 +38,10 @@ def run(rebuild=False, pull=False):
 
     for line in backups.status_lines(ctx):
         info(line)
+    certificates.request_letsencrypt(ctx)
+    served = certificates.status_line(ctx)
+    if served:
+        info(f"certificate: {served}")
 
     url = ctx.https_url()
     username = project.admin_username(ctx.project_dir)

@@ -51,7 +51,26 @@ def problems(values):
     found += _address_problems(values)
     found += _limit_problems(values)
     found += _backup_problems(values)
+    found += _certificate_problems(values)
     return found
+
+
+def _certificate_problems(values):
+    cert, key = values.get("TLS_CERT_FILE", "").strip(), values.get("TLS_KEY_FILE", "").strip()
+    if bool(cert) != bool(key):
+        return ["TLS_CERT_FILE and TLS_KEY_FILE go together: set both to use your own certificate, or "
+                "leave both empty."]
+    if cert and not values.get("DOMAIN", "").strip():
+        return ["TLS_CERT_FILE is set but DOMAIN is empty. Set DOMAIN to the name your certificate is for."]
+    ca_file = values.get("ACME_CA_FILE", "").strip()
+    if ca_file and not os.path.isfile(os.path.join(REPO_ROOT, ca_file)):
+        return [f"ACME_CA_FILE={ca_file} is not a file. Give the path of your ACME server's CA certificate, or "
+                "leave it empty for Let's Encrypt."]
+    directory = values.get("ACME_DIRECTORY_URL", "").strip()
+    if directory and not directory.startswith("https://"):
+        return [f"ACME_DIRECTORY_URL={directory!r} is not an https:// address. Leave it empty for Let's Encrypt, "
+                "or use its staging directory, https://acme-staging-v02.api.letsencrypt.org/directory."]
+    return []
 
 
 def _backup_problems(values):
@@ -108,6 +127,26 @@ def _address_problems(values):
             ports[key] = int(value)
     if len(ports) == 2 and ports["HTTP_PORT"] == ports["HTTPS_PORT"]:
         found.append("HTTP_PORT and HTTPS_PORT are the same; give them different ports (80 and 443).")
+    found += admin_allow_problems(values.get("ADMIN_ALLOW_IPS", ""))
+    return found
+
+
+def admin_allow_problems(text):
+    """ADMIN_ALLOW_IPS: empty, or comma-separated IP addresses and networks (CIDR), which nginx
+    renders into a geo block; each bad entry gets a message."""
+    found = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError as error:
+            hint = ""
+            if "host bits set" in str(error):
+                hint = f" (the network is {ipaddress.ip_network(entry, strict=False)})"
+            found.append(f"ADMIN_ALLOW_IPS entry {entry!r} is not an IP address or network{hint}. Write "
+                         "addresses or networks separated by commas, e.g. 203.0.113.7,198.51.100.0/24, "
+                         "or leave it empty to allow the admin pages from everywhere.")
     return found
 
 

@@ -33,6 +33,12 @@ BAD_CASES = {
                                       "are all 0, so every scheduled backup would be deleted"),
     "backups inside the project": ({"BACKUP_DIR": "otree_project/backups"}, "BACKUP_DIR is inside the oTree project"),
     "restic without a password": ({"RESTIC_REPOSITORY": "/srv/restic"}, "RESTIC_REPOSITORY and RESTIC_PASSWORD go together"),
+    "certificate without key": ({"DOMAIN": "study.example.edu", "TLS_CERT_FILE": "/etc/hostname"},
+                                "TLS_CERT_FILE and TLS_KEY_FILE go together"),
+    "certificate without domain": ({"TLS_CERT_FILE": "/etc/hostname", "TLS_KEY_FILE": "/etc/hostname"},
+                                   "TLS_CERT_FILE is set but DOMAIN is empty"),
+    "ACME over plain HTTP": ({"ACME_DIRECTORY_URL": "http://acme.example.org/dir"}, "is not an https:// address"),
+    "ACME CA file missing": ({"ACME_CA_FILE": "/nonexistent/ca.pem"}, "ACME_CA_FILE=/nonexistent/ca.pem is not a file"),
 }
 
 

@@ -1,0 +1,12 @@
+#!/bin/sh
+# certbot runs this after it obtained or renewed the certificate: hand it to nginx, whole files
+# only (nginx checks for a change every few seconds and reloads without dropping connections).
+set -eu
+certs=/etc/nginx/certs
+cp "$RENEWED_LINEAGE/fullchain.pem" "$certs/.fullchain.pem.new"
+cp "$RENEWED_LINEAGE/privkey.pem" "$certs/.privkey.pem.new"
+chmod 600 "$certs/.privkey.pem.new"
+mv "$certs/.privkey.pem.new" "$certs/privkey.pem"
+mv "$certs/.fullchain.pem.new" "$certs/fullchain.pem"
+rm -f "$certs/self-signed-for" "$certs/provided-for"
+echo "$DOMAIN" > "$certs/issued-for"
