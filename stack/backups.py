@@ -4,6 +4,7 @@ and reads the answers."""
 import os
 import subprocess
 
+from . import pagetimes
 from .compose import backup_environment
 from .console import StackError, info, step, warn
 
@@ -84,6 +85,16 @@ def take(ctx, reason="manual"):
     if code or not backup_id:
         raise StackError("No verified backup was made; the reason is above. Nothing else was changed.")
     return Backup(backup_id, host_dir(ctx))
+
+
+def stop_otree_after_backup(ctx, reason):
+    """Before a task replaces the data under oTree: its buffered page times saved, a verified
+    backup of the current state, then oTree stopped. Returns the Backup (the way back)."""
+    pagetimes.flush(ctx.compose)
+    backup = take(ctx, reason)
+    step("Stopping oTree")
+    ctx.compose.run("stop", "otree")
+    return backup
 
 
 def run_backup(ctx):

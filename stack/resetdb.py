@@ -1,7 +1,7 @@
 """`invoke resetdb`: oTree's resetdb (drops every table), made safe: a typed confirmation, a
 verified backup first, page times saved, and the server stopped while it runs (oTree's resetdb
 hangs while another connection is open)."""
-from . import backups, pagetimes
+from . import backups
 from .console import confirm_by_typing, info, step
 
 
@@ -11,10 +11,7 @@ def run(ctx, yes=False):
     if not yes:
         confirm_by_typing(name, f"This deletes every session, participant and answer in the stack '{name}'. "
                                 "A verified backup is taken first; `invoke restore` brings it back.", flag="--yes")
-    pagetimes.flush(ctx.compose)
-    backup = backups.take(ctx, "before-resetdb")
-    step("Stopping oTree")
-    ctx.compose.run("stop", "otree")
+    backup = backups.stop_otree_after_backup(ctx, "before-resetdb")
     try:
         step("Running oTree's resetdb")
         ctx.compose.run("run", "--rm", "--no-deps", "-T", "otree", "otree", "resetdb", "--noinput")

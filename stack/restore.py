@@ -6,7 +6,7 @@ import re
 import tarfile
 import tempfile
 
-from . import backups, migrate, pagetimes
+from . import backups, migrate
 from .console import StackError, confirm_by_typing, info, step
 
 BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z[\w-]*$")
@@ -23,10 +23,7 @@ def run(ctx, source, offsite=False, yes=False):
     if not yes:
         confirm_by_typing(name, f"This replaces the live database of the stack '{name}' with backup {backup_id}. "
                                 "A backup of the current state is taken first.", flag="--yes")
-    pagetimes.flush(ctx.compose)
-    safety = backups.take(ctx, "before-restore")
-    step("Stopping oTree for the swap")
-    ctx.compose.run("stop", "otree")
+    safety = backups.stop_otree_after_backup(ctx, "before-restore")
     step(f"Restoring {backup_id}")
     code, _, _ = backups.service(ctx, "put-live", backup_id)
     if code:

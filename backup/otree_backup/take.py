@@ -21,14 +21,16 @@ def flush_page_times():
         return f"not flushed: oTree did not answer ({error}); a stopped server holds none"
 
 
+FULL = ("The backup folder (BACKUP_DIR) is full, so no backup was made{detail}. Free some space there or point "
+        "BACKUP_DIR at a larger disk. The database itself is untouched.")
+
+
 def _dump_into(incoming):
     try:
         return database.dump(os.path.join(incoming, store.DUMP))
     except BackupError as error:
         if "No space left" in str(error) or _is_full(incoming):
-            raise BackupError(f"The backup folder (BACKUP_DIR) is full, so no backup was made: {error}. "
-                              "Free some space there or point BACKUP_DIR at a larger disk. The database "
-                              "itself is untouched.")
+            raise BackupError(FULL.format(detail=f": {error}"))
         raise
 
 
@@ -76,8 +78,7 @@ def _take(reason):
             os.rename(incoming, store.folder(manifest["id"]))
         except OSError as error:
             if error.errno == errno.ENOSPC:
-                raise BackupError("The backup folder (BACKUP_DIR) is full, so no backup was made. Free some "
-                                  "space there or point BACKUP_DIR at a larger disk. The database is untouched.")
+                raise BackupError(FULL.format(detail=""))
             raise
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
