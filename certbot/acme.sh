@@ -1,48 +1,66 @@
 #!/bin/sh
-# `acme loop`: obtain the certificate for DOMAIN, then check twice a day and renew when it is due
-# (certbot renews 30 days before expiry). `acme once [certbot options]`: one attempt now.
-# The result goes to /var/lib/acme/status for `invoke status` and `invoke up`.
+# Let's Encrypt for every study that has a DOMAIN and no certificate of its own: the list is
+# /etc/nginx/edge/letsencrypt.list ("study domain" lines, rendered by `invoke`, stack/edge.py).
+# `acme loop`: obtain each study's certificate (a study added later within a minute), then check
+# twice a day and renew when one is due (certbot renews 30 days before expiry).
+# `acme once [STUDY]`: one attempt now, for one study or all.
+# Each study's result goes to /var/lib/acme/result/STUDY for `invoke status` and `invoke up`.
 set -u
 state=/var/lib/acme
-mkdir -p /tmp/certbot
+list=/etc/nginx/edge/letsencrypt.list
+mkdir -p /tmp/certbot "$state/result"
 
-write_status() { printf '%s\n' "$1" > "$state/status.tmp" && mv "$state/status.tmp" "$state/status"; }
+write_result() { printf '%s\n' "$2" > "$state/result/.$1.tmp" && mv "$state/result/.$1.tmp" "$state/result/$1"; }
 
-if [ -z "${DOMAIN:-}" ] || [ -z "${LETSENCRYPT_EMAIL:-}" ] || [ -n "${TLS_CERT_FILE:-}" ]; then
-  write_status "off"
-  [ "${1:-loop}" = loop ] || { echo "Let's Encrypt is off: it needs DOMAIN and LETSENCRYPT_EMAIL, and no TLS_CERT_FILE." >&2; exit 1; }
-  echo "Let's Encrypt is off (DOMAIN and LETSENCRYPT_EMAIL turn it on; TLS_CERT_FILE keeps it off)."
+if [ -z "${LETSENCRYPT_EMAIL:-}" ]; then
+  [ "${1:-loop}" = loop ] || { echo "Let's Encrypt is off: set LETSENCRYPT_EMAIL in the server's .env." >&2; exit 1; }
+  echo "Let's Encrypt is off (LETSENCRYPT_EMAIL in .env and a study's DOMAIN turn it on)."
   exec sleep infinity
 fi
 # A private ACME server's own CA (ACME_CA_FILE), e.g. a test server.
 [ -s /etc/acme-ca.pem ] && export REQUESTS_CA_BUNDLE=/etc/acme-ca.pem
 
-attempt() {
+attempt() {  # attempt STUDY DOMAIN
+  study=$1 domain=$2
   set -- --config-dir "$state/config" --work-dir /tmp/certbot/work --logs-dir /tmp/certbot/logs \
     --non-interactive --agree-tos --email "$LETSENCRYPT_EMAIL" --webroot -w /var/www/acme \
-    --cert-name stack -d "$DOMAIN" --keep-until-expiring --deploy-hook acme-deploy-hook "$@"
+    --cert-name "$study" -d "$domain" --keep-until-expiring --deploy-hook acme-deploy-hook
   [ -n "${ACME_DIRECTORY_URL:-}" ] && set -- "$@" --server "$ACME_DIRECTORY_URL"
   if certbot certonly "$@" > /tmp/certbot/output 2>&1; then
-    write_status "ok $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "Let's Encrypt: the certificate for $DOMAIN is in place."
+    write_result "$study" "ok $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "Let's Encrypt: the certificate for $domain ($study) is in place."
     return 0
   fi
   # certbot's own explanation (e.g. "Detail: ... NXDOMAIN looking up A for ..."), on one line.
   reason=$(grep -E 'Detail:|Error|error:' /tmp/certbot/output | tr -s ' \n' ' ' | cut -c1-600)
   reason=${reason:-$(tail -n 3 /tmp/certbot/output | tr '\n' ' ')}
-  write_status "failed $(date -u +%Y-%m-%dT%H:%M:%SZ) $reason"
-  echo "Let's Encrypt: no certificate for $DOMAIN: $reason" >&2
+  write_result "$study" "failed $(date -u +%Y-%m-%dT%H:%M:%SZ) $reason"
+  echo "Let's Encrypt: no certificate for $domain ($study): $reason" >&2
   return 1
 }
 
+each() {  # each [STUDY]: attempt every listed study (or the one named); fails if any failed
+  failed=0
+  while read -r study domain; do
+    [ -n "$study" ] || continue
+    [ -z "${1:-}" ] || [ "$1" = "$study" ] || continue
+    attempt "$study" "$domain" || failed=1
+  done < "$list"
+  return $failed
+}
+
 if [ "${1:-loop}" = once ]; then
-  shift
-  attempt "$@"
+  each "${2:-}"
   exit $?
 fi
-write_status "pending"
 while true; do
-  attempt || echo "Let's Encrypt: no certificate this time; next try in 12 hours, or at the next invoke up." >&2
-  sleep 43200 &
+  while read -r study domain; do
+    [ -n "$study" ] || continue
+    # A new study, or 12 hours since its last attempt.
+    [ -n "$(find "$state/result/$study" -mmin -720 2>/dev/null)" ] && continue
+    attempt "$study" "$domain" ||
+      echo "Let's Encrypt: next try for $domain in 12 hours, or at the next invoke up." >&2
+  done < "$list"
+  sleep 60 &
   wait $!
 done

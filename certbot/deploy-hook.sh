@@ -1,12 +1,15 @@
 #!/bin/sh
-# certbot runs this after it obtained or renewed the certificate: hand it to nginx, whole files
-# only (nginx checks for a change every few seconds and reloads without dropping connections).
+# certbot runs this after it obtained or renewed a certificate: hand it to nginx as its study's
+# (the lineage is named after the study), whole files only (nginx checks for a change every few
+# seconds and reloads without dropping connections).
 set -eu
-certs=/etc/nginx/certs
+study=$(basename "$RENEWED_LINEAGE")
+certs=/etc/nginx/certs/$study
+mkdir -p "$certs"
 cp "$RENEWED_LINEAGE/fullchain.pem" "$certs/.fullchain.pem.new"
 cp "$RENEWED_LINEAGE/privkey.pem" "$certs/.privkey.pem.new"
 chmod 600 "$certs/.privkey.pem.new"
 mv "$certs/.privkey.pem.new" "$certs/privkey.pem"
 mv "$certs/.fullchain.pem.new" "$certs/fullchain.pem"
 rm -f "$certs/self-signed-for" "$certs/provided-for"
-echo "$DOMAIN" > "$certs/issued-for"
+echo "$RENEWED_DOMAINS" | cut -d' ' -f1 > "$certs/issued-for"

@@ -1,9 +1,12 @@
 #!/bin/sh
-# Checks a certificate you bring (TLS_CERT_FILE and TLS_KEY_FILE in .env, sent by `invoke up` on
-# stdin as a tar of fullchain.pem and privkey.pem) and, only if every check passes, installs it
-# for nginx. Runs in a one-off container; each refusal is one line that says how to fix it.
+# Checks a certificate you bring (TLS_CERT_FILE and TLS_KEY_FILE in a study's settings file, sent
+# by `invoke up` on stdin as a tar of fullchain.pem and privkey.pem) and, only if every check
+# passes, installs it for nginx as STUDY's. Runs in a one-off container; each refusal is one line
+# that says how to fix it.
 set -eu
-certs=/etc/nginx/certs
+: "${STUDY:?}" "${DOMAIN:?}"
+certs=/etc/nginx/certs/$STUDY
+mkdir -p "$certs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/provided"

@@ -9,8 +9,28 @@ single_user() {  # run one SQL statement per line without opening a network port
 }
 sql_literal() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
 
-# This script is PID 1 and nothing else uses the volume, so a lock file here was left by a
-# container that was killed (host crash, power loss). Postgres would refuse to start over it.
+# One server per data volume. Postgres's own postmaster.pid check cannot see a server in another
+# container, so two containers on one volume would both start and corrupt it. An flock on the
+# data folder, taken on fd 9 which exec passes to postgres, is held while the server (or any of
+# its processes) runs, and the kernel drops it when the container ends, even by SIGKILL or a
+# host crash. The folder itself is locked since initdb wants it empty on first start.
+exec 9<"$PGDATA"
+flock -n 9 || {
+  status=$?
+  if [ "$status" -ne 1 ]; then  # no locking on this filesystem: start unguarded, as before
+    echo "postgres: WARNING: cannot lock $PGDATA (flock exit $status), so a second Postgres container on this data volume would not be stopped" >&2
+  else
+    holder=$(cat "$PGDATA/postmaster.container" 2>/dev/null || true)
+    volume=$PGDATA  # docker ps accepts a mount path too, and then lists every such container
+    while read -r _ _ _ root mount _; do  # a named volume's folder is .../volumes/NAME/_data
+      case "$mount|$root" in "$PGDATA|"*/volumes/*/_data) volume=${root%/_data}; volume=${volume##*/volumes/} ;; esac
+    done </proc/self/mountinfo
+    echo "postgres: refusing to start: another Postgres container${holder:+ ($holder)} is already using this data volume; nothing was touched. Find it with 'docker ps --filter volume=$volume' and stop it first, or give this one its own volume." >&2
+    exit 1
+  fi
+}
+# We hold the lock, so no server uses this folder: a postmaster.pid here was left by a container
+# that was killed (host crash, power loss), and Postgres would refuse to start over it.
 rm -f "$PGDATA/postmaster.pid"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -22,6 +42,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf 'CREATE ROLE "%s" LOGIN;\nCREATE DATABASE "%s" OWNER "%s";\n' \
     "$POSTGRES_USER" "$POSTGRES_DB" "$POSTGRES_USER" | single_user
 fi
+# Tells a refused second container which container holds the lock (its hostname is its id).
+uname -n > "$PGDATA/postmaster.container"
 # CREATEDB: a restore builds the restored copy beside the live database before swapping them.
 printf 'ALTER ROLE "%s" CREATEDB PASSWORD %s;\n' "$POSTGRES_USER" "$(sql_literal "$POSTGRES_PASSWORD")" | single_user
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 
 from . import pagetimes
-from .compose import backup_environment
 from .console import StackError, info, step, warn
 
 # The backup container's user (backup/Dockerfile). Dumps hold participants' data, so the folder
@@ -26,7 +25,7 @@ class Backup:
 
 
 def host_dir(ctx):
-    return backup_environment(ctx.values)["BACKUP_DIR_ON_HOST"]
+    return ctx.study.backup_dir
 
 
 def prepare(ctx):
@@ -50,10 +49,10 @@ def prepare(ctx):
 
 
 def require_running(ctx, *services):
-    states = ctx.compose.states()
-    stopped = [service for service in services if states.get(service, {}).get("state") != "running"]
+    stopped = [service for service in services if not ctx.compose.running(service)]
     if stopped:
-        raise StackError(f"{' and '.join(stopped)} not running, so nothing was done. Start the stack with: invoke up")
+        raise StackError(f"{' and '.join(stopped)} of the study '{ctx.study.name}' not running, so nothing was done. "
+                         f"Start it with: invoke up --study {ctx.study.name}")
 
 
 def service(ctx, *args, stdin=None, echo=True):

@@ -1,7 +1,7 @@
-"""Certificates: one you bring (TLS_CERT_FILE, TLS_KEY_FILE), checked and installed at `invoke
-up` in the nginx image (nginx/install-certificate.sh, the same openssl and trust store that serve
-it); Let's Encrypt's, from the certbot service (certbot/), whose result is reported here; and
-the served certificate's kind and expiry for `invoke status`."""
+"""A study's certificate: one you bring (TLS_CERT_FILE, TLS_KEY_FILE), checked and installed at
+`invoke up` in the proxy's nginx image (nginx/install-certificate.sh, the same openssl and trust
+store that serve it); Let's Encrypt's, from the proxy's certbot service (certbot/), whose result is
+reported here; and the served certificate's kind and expiry for `invoke status`."""
 import datetime
 import io
 import os
@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import time
 
+from . import proxy
 from .console import StackError, info, warn
 from .envfile import REPO_ROOT
 
@@ -16,7 +17,7 @@ WARN_DAYS = 14
 
 
 def _path(ctx, key):
-    value = ctx.values.get(key, "").strip()
+    value = ctx.study.get(key)
     return os.path.join(REPO_ROOT, value) if value else None
 
 
@@ -33,31 +34,29 @@ def install_provided(ctx):
             except OSError as error:
                 raise StackError(f"{setting}={path} cannot be read ({error.strerror}). Check the path in "
                                  f"{ctx.env_path} and that this user may read the file.") from None
-    command = ctx.compose.command("run", "--rm", "--no-deps", "-T", "--entrypoint", "install-certificate", "nginx")
-    result = subprocess.run(command, input=bundle.getvalue(), env=ctx.compose.environment, capture_output=True)
+    edge = proxy.compose(ctx.server)
+    command = edge.command("run", "--rm", "--no-deps", "-T", "-e", f"STUDY={ctx.study.name}", "-e",
+                           f"DOMAIN={ctx.study.domain}", "--entrypoint", "install-certificate", "nginx")
+    result = subprocess.run(command, input=bundle.getvalue(), env=edge.environment, capture_output=True)
     for line in result.stdout.decode(errors="replace").splitlines():
         (warn if line.startswith("warning:") else info)(line.removeprefix("warning: "))
     if result.returncode:
         refusal = result.stderr.decode(errors="replace").strip().splitlines()
         raise StackError(f"{refusal[-1] if refusal else 'The certificate check failed.'}\nNothing was started or "
                          "changed; a running site keeps the certificate it has.")
-    if ctx.compose.states().get("nginx", {}).get("state") == "running":
-        # The entrypoint renders the TLS settings again (HSTS, stapling), then nginx reloads:
-        # open connections, websockets included, finish on the old workers.
-        ctx.compose.run("exec", "-T", "nginx", "nginx-entrypoint", "nginx", "-s", "reload", capture=True)
-
-
-def letsencrypt_wanted(values):
-    return bool(values.get("DOMAIN", "").strip() and values.get("LETSENCRYPT_EMAIL", "").strip()
-                and not values.get("TLS_CERT_FILE", "").strip())
+    # The entrypoint prepares the TLS settings again (HSTS, stapling), then nginx reloads: open
+    # connections, websockets included, finish on the old workers.
+    proxy.reload(ctx.server)
 
 
 def letsencrypt_result(ctx, wait_seconds=0):
-    """The certbot service's last result: ('ok'|'failed'|'pending'|'off', detail), waiting up to
-    wait_seconds for a first attempt to finish."""
+    """The certbot service's last result for this study: ('ok'|'failed'|'pending', detail),
+    waiting up to wait_seconds for a first attempt to finish."""
     deadline = time.monotonic() + wait_seconds
+    edge = proxy.compose(ctx.server)
     while True:
-        result = ctx.compose.run("exec", "-T", "certbot", "cat", "/var/lib/acme/status", capture=True, check=False)
+        result = edge.run("exec", "-T", "certbot", "cat", f"/var/lib/acme/result/{ctx.study.name}",
+                          capture=True, check=False)
         state, _, detail = (result.stdout.strip() or "pending").partition(" ")
         if state != "pending" or time.monotonic() > deadline:
             return state, detail
@@ -66,10 +65,10 @@ def letsencrypt_result(ctx, wait_seconds=0):
 
 def report_letsencrypt(ctx, wait_seconds=0):
     """Warn with the fix when Let's Encrypt failed; True when it has a certificate."""
-    if not letsencrypt_wanted(ctx.values):
+    if not proxy.letsencrypt_wanted(ctx.study):
         return False
     state, detail = letsencrypt_result(ctx, wait_seconds)
-    domain = ctx.values["DOMAIN"].strip()
+    domain = ctx.study.domain
     if state == "failed":
         when, _, reason = detail.partition(" ")
         warn(f"Let's Encrypt could not issue a certificate for {domain} ({when}): {reason}\nCheck that {domain}'s "
@@ -84,19 +83,20 @@ def report_letsencrypt(ctx, wait_seconds=0):
 def request_letsencrypt(ctx):
     """In `invoke up`: wait for the certbot service's first attempt, and after a failure (DNS
     fixed? port opened?) try once more now, then report."""
-    if not letsencrypt_wanted(ctx.values):
+    if not proxy.letsencrypt_wanted(ctx.study):
         return
     state, _ = letsencrypt_result(ctx, wait_seconds=180)
     if state == "failed":
-        info("Asking Let's Encrypt again")
-        ctx.compose.run("exec", "-T", "certbot", "acme", "once", capture=True, check=False)
+        info(f"Asking Let's Encrypt again for {ctx.study.domain}")
+        proxy.compose(ctx.server).run("exec", "-T", "certbot", "acme", "once", ctx.study.name,
+                                      capture=True, check=False)
     report_letsencrypt(ctx)
 
 
 def expiry(ctx):
     """(kind, expiry datetime) of the certificate nginx serves, or None when nginx is not running."""
-    result = ctx.compose.run("exec", "-T", "nginx", "sh", "-c",
-                             "cd /etc/nginx/certs && if test -f provided-for; then echo yours; elif test -f issued-for; "
+    result = proxy.compose(ctx.server).run("exec", "-T", "nginx", "sh", "-c",
+                             f"cd /etc/nginx/certs/{ctx.study.name} && if test -f provided-for; then echo yours; elif test -f issued-for; "
                              "then echo \"Let's Encrypt\"; else echo self-signed; fi "
                              "&& openssl x509 -in fullchain.pem -noout -enddate", capture=True, check=False)
     lines = result.stdout.splitlines() if result.returncode == 0 else []

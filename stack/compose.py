@@ -1,4 +1,5 @@
-"""Docker Compose, called with this stack's env file and project name, and nothing else."""
+"""Docker Compose for a study's project and the proxy's, called with the values from the settings
+and nothing else."""
 import json
 import os
 import re
@@ -8,11 +9,13 @@ import subprocess
 from . import envfile, project
 from .console import StackError, info
 
-COMPOSE_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.yml")
-# The oTree image first: nginx copies the static files out of it. The backup image builds on
-# the postgres image, for the same pg_dump and a scratch server to verify with.
-BUILD_ORDER = [["otree"], ["postgres", "nginx", "certbot"], ["backup"]]
-SERVICES = ("otree", "postgres", "nginx", "backup", "certbot", "redis")
+STUDY_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.yml")
+PROXY_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.proxy.yml")
+# The oTree image first (static files are copied out of it); the backup image builds on the
+# postgres image, for the same pg_dump and a scratch server to verify with.
+STUDY_BUILD_ORDER = [["otree", "postgres"], ["backup"]]
+STUDY_SERVICES = ("otree", "postgres", "backup")
+PROXY_SERVICES = ("nginx", "certbot")
 # Started after the others, without waiting on their health: a failing backup or certificate
 # request is reported loudly, but must not keep the study from starting.
 AFTER_START = ("backup", "certbot")
@@ -32,25 +35,22 @@ def require_docker():
 
 
 class Compose:
-    def __init__(self, env_path, values, redis=False, extra_env=None):
-        self.env_path = env_path
-        self.values = values
-        self.name = values.get("STACK_NAME", "otree").strip() or "otree"
-        self.redis = redis
-        # The env file wins over the caller's shell, so what runs is what `invoke up` checked.
-        self.environment = {k: v for k, v in os.environ.items() if k not in values}
-        self.environment.update(extra_env or {})
-        if redis:
-            self.environment["REDIS_URL"] = "redis://redis:6379"
-        self.environment.update(backup_environment(values))
-        ca_file = values.get("ACME_CA_FILE", "").strip()
-        if ca_file:
-            self.environment["ACME_CA_FILE_ON_HOST"] = os.path.join(envfile.REPO_ROOT, ca_file)
+    """One Compose project: a study's (docker-compose.yml) or the proxy's (docker-compose.proxy.yml).
+    Every value the files use is passed in `environment`, so what runs is what was checked."""
+
+    def __init__(self, name, files, services, build_order, environment):
+        self.name = name
+        self.files = files
+        self.services = services
+        self.build_order = build_order
+        # The settings win over the caller's shell.
+        self.environment = {**os.environ, **environment}
 
     def command(self, *args):
-        profiles = ["--profile", "redis"] if self.redis else []
-        return ["docker", "compose", "--project-directory", envfile.REPO_ROOT, "-f", COMPOSE_FILE,
-                "--env-file", self.env_path, "-p", self.name, *profiles, *args]
+        files = [argument for path in self.files for argument in ("-f", path)]
+        # --env-file /dev/null: the repository's .env is the server's settings file, not Compose's.
+        return ["docker", "compose", "--project-directory", envfile.REPO_ROOT, *files,
+                "--env-file", os.devnull, "-p", self.name, *args]
 
     def run(self, *args, check=True, capture=False, stdin=None):
         result = subprocess.run(self.command(*args), env=self.environment, text=True,
@@ -62,19 +62,20 @@ class Compose:
 
     def build(self, no_cache=False):
         extra = ["--no-cache"] if no_cache else []
-        for services in BUILD_ORDER + ([["redis"]] if self.redis else []):
+        for services in self.build_order:
             self.run("build", *extra, *services)
 
     def up(self, recreate=False, timeout=300):
         extra = ["--force-recreate"] if recreate else []
-        core = [service for service in SERVICES if service not in AFTER_START and (self.redis or service != "redis")]
+        core = [service for service in self.services if service not in AFTER_START]
         started = self.run("up", "--detach", "--remove-orphans", "--wait", "--wait-timeout", str(timeout),
                            *extra, *core, check=False)
+        later = [service for service in self.services if service in AFTER_START]
         if not started.returncode:
-            started = self.run("up", "--detach", "--no-deps", *extra, *AFTER_START, check=False)
+            started = self.run("up", "--detach", "--no-deps", *extra, *later, check=False)
         if started.returncode:
             self.explain_unhealthy()
-            raise StackError("The stack did not become healthy. The failing service's last log lines are "
+            raise StackError(f"{self.name} did not become healthy. The failing service's last log lines are "
                              "above; fix what they say and run `invoke up` again (your data is kept).")
 
     def start(self, service, timeout=300):
@@ -89,6 +90,16 @@ class Compose:
             return {}
         rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
         return {row["Service"]: {"state": row.get("State", ""), "health": row.get("Health", "")} for row in rows}
+
+    def running(self, *services):
+        """True when every one of these services has a running container."""
+        states = self.states()
+        return all(states.get(service, {}).get("state") == "running" for service in services)
+
+    def container(self, service):
+        """The ID of the service's container, or None."""
+        result = self.run("ps", "--all", "--quiet", service, capture=True, check=False)
+        return (result.stdout or "").strip().splitlines()[0] if (result.stdout or "").strip() else None
 
     def explain_unhealthy(self):
         for service, state in self.states().items():
@@ -106,20 +117,36 @@ def local_restic_path(repository):
     return os.path.join(envfile.REPO_ROOT, path)
 
 
-def backup_environment(values):
+def backup_environment(study):
     """What the backup service learns from this host: where its files land, the project's
     oTree version and git revision for the manifests, and how to reach the restic repository."""
-    backup_dir = os.path.join(envfile.REPO_ROOT, values.get("BACKUP_DIR", "").strip() or "backups")
-    repository = values.get("RESTIC_REPOSITORY", "").strip()
+    repository = study.get("RESTIC_REPOSITORY")
     local = local_restic_path(repository)
-    environment = {"BACKUP_DIR_ON_HOST": os.path.normpath(backup_dir),
-                   "RESTIC_REPOSITORY_IN_CONTAINER": "/restic-local" if local else repository}
-    if local:
-        environment["RESTIC_LOCAL_DIR"] = os.path.normpath(local)
+    environment = {"BACKUP_DIR_ON_HOST": study.backup_dir,
+                   "RESTIC_REPOSITORY_IN_CONTAINER": "/restic-local" if local else repository,
+                   "RESTIC_LOCAL_DIR": os.path.normpath(local) if local else "restic-unused",
+                   "OTREE_VERSION": "", "PROJECT_REVISION": ""}
     try:
-        folder = project.directory(values)
+        folder = project.directory(study.project_dir)
         environment["OTREE_VERSION"] = (project.otree_requirement(folder) or "").lstrip("=")
         environment["PROJECT_REVISION"] = project.git_revision(folder)
     except StackError:
         pass  # reported by the checks that run before anything starts
     return environment
+
+
+def for_study(study):
+    environment = {**study.values, **backup_environment(study),
+                   "BASE_IMAGE": study.server.base_image, "STUDY": study.name, "COMPOSE_PROJECT": study.project,
+                   "OTREE_PROJECT_DIR": os.path.relpath(study.project_dir, envfile.REPO_ROOT),
+                   "UPSTREAM": study.upstream, "PROXY_NETWORK": study.network,
+                   "POSTGRES_VOLUME": study.postgres_volume}
+    return Compose(study.project, [STUDY_FILE], STUDY_SERVICES, STUDY_BUILD_ORDER, environment)
+
+
+def for_proxy(server):
+    ca_file = server.values["ACME_CA_FILE"]
+    environment = {**server.values, "PROXY_DIR": server.proxy_dir,
+                   "ACME_CA_FILE_ON_HOST": os.path.join(envfile.REPO_ROOT, ca_file) if ca_file else os.devnull}
+    files = [PROXY_FILE, os.path.join(server.proxy_dir, "ports.yml")]
+    return Compose(server.name, files, PROXY_SERVICES, [list(PROXY_SERVICES)], environment)

@@ -18,13 +18,13 @@ def warn(message):
     print(f"\033[33mwarning:\033[0m {message}", file=sys.stderr, flush=True)
 
 
-def confirm_by_typing(expected, consequence, given=None, flag="--confirm NAME"):
-    """The typed word, asked in a terminal; `given` (from a flag) for scripts. Anything but
-    `expected` stops the caller with nothing changed."""
+def confirm_by_typing(expected, consequence, given=None):
+    """Every destructive task's confirmation: the study's name, typed in a terminal, or given
+    in advance with --confirm NAME (scripts). Anything else stops the caller with nothing changed."""
     if given is None:
         if not sys.stdin.isatty():
-            raise StackError(f"This needs a typed confirmation. Run it in a terminal, or pass {flag} in a script. "
-                             "Nothing was changed.")
+            raise StackError(f"This needs a typed confirmation. Run it in a terminal, or pass --confirm {expected} "
+                             "in a script. Nothing was changed.")
         print(consequence)
         given = input(f"Type {expected} to confirm: ").strip()
     if given != expected:

@@ -1,36 +1,39 @@
-"""Everything a task needs about this stack: the checked env file, the project, Compose."""
-from . import envfile, project, validate
-from .compose import Compose, require_docker
+"""Everything a task needs: the checked settings, the study it acts on, its Compose project."""
+from . import compose, project, settings as settings_module, validate
 from .console import StackError
 
 
 class Context:
-    def __init__(self, env_path, values, folder, compose):
-        self.env_path = env_path
-        self.values = values
-        self.project_dir = folder
-        self.compose = compose
+    def __init__(self, settings, study):
+        self.settings = settings
+        self.server = settings.server
+        self.study = study
+        self.values = study.values
+        self.env_path = study.env_path
+        self.project_dir = study.project_dir
+        self.compose = compose.for_study(study)
 
     def https_url(self):
         """The address participants use, as far as this machine can tell."""
-        port = self.values.get("HTTPS_PORT", "443").strip()
-        suffix = "" if port == "443" else f":{port}"
-        domain = self.values.get("DOMAIN", "").strip()
-        bind = self.values.get("BIND_ADDRESS", "0.0.0.0").strip()
-        host = domain or (bind if bind not in ("0.0.0.0", "::") else "127.0.0.1")
-        return f"https://{host}{suffix}/"
+        return self.study.url()
 
 
-def load(need_docker=True):
-    """Read and check the env file and the project; refuse with every problem listed."""
-    env_path = envfile.path()
-    values = envfile.load(env_path)
-    problems = validate.problems(values)
+def checked_settings(env_path=None):
+    """Read the server's settings and every study's; refuse with every problem listed."""
+    loaded = settings_module.load(env_path)
+    problems = validate.settings_problems(loaded)
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
-        raise StackError(f"{env_path} has {len(problems)} problem(s); nothing was started:\n{listed}\n"
-                         f"Edit {env_path}, then run the command again.")
-    folder = project.directory(values)
+        raise StackError(f"The settings have {len(problems)} problem(s); nothing was started or changed:\n{listed}\n"
+                         "Edit the file named in each line, then run the command again.")
+    return loaded
+
+
+def load(study=None, need_docker=True, purpose="acts on"):
+    """The context of the study named, or of the only one (several and no name: refused)."""
+    loaded = checked_settings()
+    chosen = loaded.study(study, purpose)
+    project.directory(chosen.project_dir)
     if need_docker:
-        require_docker()
-    return Context(env_path, values, folder, Compose(env_path, values, redis=project.needs_redis(values, folder)))
+        compose.require_docker()
+    return Context(loaded, chosen)

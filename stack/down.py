@@ -1,31 +1,35 @@
-"""`invoke down`: stop the stack. The data stays unless deleting it is confirmed by typing."""
+"""`invoke down`: stop a study (or, with --proxy, the proxy). The data stays unless deleting it
+is confirmed by typing the study's name."""
+import subprocess
+
 from . import backups, context, pagetimes
 from .console import confirm_by_typing, info, step, warn
 
 
-def run(delete_data=False, confirm=None):
-    ctx = context.load()
-    name = ctx.compose.name
+def run(study=None, delete_data=False, confirm=None):
+    ctx = context.load(study, purpose="stops")
+    name = ctx.study.name
     if not delete_data:
         pagetimes.flush(ctx.compose)
-        step(f"Stopping the stack '{name}'; the database and certificates are kept")
+        step(f"Stopping the study '{name}'; its database is kept")
         ctx.compose.run("down", "--remove-orphans")
-        info("Start it again with: invoke up")
+        info(f"Start it again with: invoke up --study {name}")
         return
 
-    states = ctx.compose.states()
-    running = all(states.get(service, {}).get("state") == "running" for service in ("postgres", "backup"))
-    confirm_by_typing(name, f"This deletes every session, participant and answer of the stack '{name}'. "
+    running = ctx.compose.running("postgres", "backup")
+    confirm_by_typing(name, f"This deletes every session, participant and answer of the study '{name}'. "
                             + ("A last backup is taken first; backups in BACKUP_DIR stay." if running else
-                               "The stack is not running, so no last backup can be taken (run `invoke up` "
-                               "and `invoke backup` first if you want one)."), confirm, flag=f"--confirm {name}")
+                               "The study is not running, so no last backup can be taken (run `invoke up` "
+                               "and `invoke backup` first if you want one)."), confirm)
     if running:
         pagetimes.flush(ctx.compose)
         last = backups.take(ctx, "before-delete")
         info(f"The data as it was is backup {last.id}: {last.path}")
     else:
         warn("No last backup was taken: the stack is not running.")
-    step(f"Stopping the stack '{name}' and deleting its volumes: database and certificates")
+    step(f"Stopping the study '{name}' and deleting its database")
     ctx.compose.run("down", "--remove-orphans", "--volumes")
-    info("All study data of this stack is gone. `invoke up` starts an empty one.")
+    # A volume kept from the one-study layout belongs to another Compose project, so `down` leaves it.
+    subprocess.run(["docker", "volume", "rm", ctx.study.postgres_volume], capture_output=True)
+    info(f"All data of the study '{name}' is gone. `invoke up --study {name}` starts it empty.")
 

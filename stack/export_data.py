@@ -25,12 +25,12 @@ MANIFEST = "manifest.json"
 USER_ERROR = 2  # the container script's exit code for a mistake the user can fix
 
 
-def run(session=None, app=None, output=None):
-    ctx = context.load()
-    output = os.path.abspath(os.path.expanduser(output or DEFAULT_OUTPUT))
-    if ctx.compose.states().get("otree", {}).get("state") != "running":
-        raise StackError("The stack is not running, so there is nothing to export from. "
-                         "Start it with `invoke up`, then run this again.")
+def run(study=None, session=None, app=None, output=None):
+    ctx = context.load(study, purpose="exports")
+    output = os.path.abspath(os.path.expanduser(output or os.path.join(DEFAULT_OUTPUT, ctx.study.name)))
+    if not ctx.compose.running("otree"):
+        raise StackError(f"The study '{ctx.study.name}' is not running, so there is nothing to export from. "
+                         f"Start it with `invoke up --study {ctx.study.name}`, then run this again.")
     staging = _staging_folder(output)  # before the export, so a bad --output fails at once
     try:
         try:

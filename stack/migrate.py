@@ -92,7 +92,7 @@ def check(compose, apply=False):
 
 
 def _server_running(compose):
-    return compose.states().get("otree", {}).get("state") == "running"
+    return compose.running("otree")
 
 
 def _start(compose, service, wait=True):
@@ -139,11 +139,11 @@ def before_start(ctx):
 
 def run(ctx, dry_run=False):
     """`invoke migrate`: the same on a running stack, then oTree restarted on the new schema."""
-    states = ctx.compose.states()
-    stopped = [name for name in ("postgres", "otree") if states.get(name, {}).get("state") != "running"]
+    stopped = [name for name in ("postgres", "otree") if not ctx.compose.running(name)]
     if stopped:
-        raise StackError(f"The stack '{ctx.compose.name}' is not running ({' and '.join(stopped)} stopped). "
-                         "Start it with `invoke up`: it migrates the database too, before the server starts.")
+        raise StackError(f"The study '{ctx.study.name}' is not running ({' and '.join(stopped)} stopped). Start it "
+                         f"with `invoke up --study {ctx.study.name}`: it migrates the database too, before the "
+                         "server starts.")
     step("Comparing the models in the oTree image with the database")
     plan = check(ctx.compose)
     _show(plan)
@@ -163,4 +163,4 @@ def run(ctx, dry_run=False):
     step("Restarting oTree on the new schema and waiting until every service is healthy")
     ctx.compose.run("up", "--detach", "--no-deps", "--force-recreate", "otree")
     ctx.compose.up()
-    step(f"Migrated; the stack '{ctx.compose.name}' is up: {ctx.https_url()}")
+    step(f"Migrated; the study '{ctx.study.name}' is up: {ctx.https_url()}")

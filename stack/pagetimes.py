@@ -11,7 +11,7 @@ SCRIPT = os.path.join(REPO_ROOT, "otree_server", "flush_page_times.py")
 def flush(compose):
     """Flush when oTree runs; nothing is buffered when it does not. A failure stops the caller,
     because stopping the server then would lose those rows."""
-    if compose.states().get("otree", {}).get("state") != "running":
+    if not compose.running("otree"):
         return
     with open(SCRIPT, encoding="utf-8") as script:
         result = compose.run("exec", "-T", "otree", "python", "-", check=False, stdin=script)

@@ -7,20 +7,30 @@ from .console import StackError, warn
 from .envfile import REPO_ROOT
 
 
-def directory(values):
-    """The project folder (OTREE_PROJECT_DIR), checked: inside this repository, with the files
-    the image needs. Docker can only copy files from inside the repository."""
-    name = values.get("OTREE_PROJECT_DIR", "otree_project").strip() or "otree_project"
-    folder = os.path.realpath(os.path.join(REPO_ROOT, name))
-    if os.path.commonpath([folder, REPO_ROOT]) != REPO_ROOT or folder == REPO_ROOT:
-        raise StackError(f"OTREE_PROJECT_DIR={name} is outside this repository ({REPO_ROOT}). Docker can only "
+def directory(folder):
+    """The project folder, checked: inside this repository (Docker can only copy files from
+    inside it), with the files the image needs, on an oTree the image can install."""
+    shown = os.path.relpath(folder, REPO_ROOT)
+    if os.path.commonpath([os.path.realpath(folder), REPO_ROOT]) != REPO_ROOT or os.path.realpath(folder) == REPO_ROOT:
+        raise StackError(f"The project folder {folder} is outside this repository ({REPO_ROOT}). Docker can only "
                          "build from inside it: copy your project into a folder here, e.g. ./my_study, "
-                         "and set OTREE_PROJECT_DIR=my_study.")
+                         "and use that folder.")
+    if not os.path.isdir(folder):
+        raise StackError(f"The project folder {shown} does not exist. Give the folder that holds your oTree "
+                         "project's settings.py.")
     for required, why in (("settings.py", "every oTree project has one"),
                           ("requirements.txt", "it pins the oTree version the image installs")):
         if not os.path.isfile(os.path.join(folder, required)):
-            raise StackError(f"{name}/{required} is missing ({why}). Is OTREE_PROJECT_DIR={name} your "
-                             "oTree project folder?")
+            raise StackError(f"{shown}/{required} is missing ({why}). Is {shown} your oTree project folder?")
+    if pins_otree_before_5(otree_requirement(folder)):
+        raise StackError(
+            f"{shown}/requirements.txt pins oTree before 5 ({otree_requirement(folder)}), which cannot be "
+            "installed here: oTree 3.x refuses Python 3.9 and later, and every maintained Debian ships a "
+            "newer Python (trixie 3.13, bookworm 3.11). Nothing was built.\nMove the project to oTree 5 or "
+            "later, which runs most oTree 3 apps as they are: on your laptop, pin e.g. otree==6.0.15 in "
+            "requirements.txt, `pip install -r requirements.txt`, then run `otree devserver` and your bots "
+            "(`otree test SESSION_CONFIG`) and fix what they report; oTree's upgrade notes: "
+            "https://otree.readthedocs.io/en/latest/misc/otreelite.html. oTree 5 and later need no Redis.")
     return folder
 
 
@@ -53,7 +63,7 @@ def git_revision(folder):
 
 
 def pins_otree_before_5(specifiers):
-    """True when the requirement allows only oTree versions before 5 (which used Redis)."""
+    """True when the requirement allows only oTree versions before 5."""
     for spec in (s.strip() for s in (specifiers or "").split(",")):
         match = re.match(r"^(==|~=|<=|<)\s*(\d+)(?:\.(\d+))?", spec)
         if not match:
@@ -64,10 +74,6 @@ def pins_otree_before_5(specifiers):
         if operator == "<" and (major, minor) <= (5, 0):
             return True
     return False
-
-
-def needs_redis(values, folder):
-    return values.get("REDIS_ENABLED", "0").strip() == "1" or pins_otree_before_5(otree_requirement(folder))
 
 
 def check_settings(folder):

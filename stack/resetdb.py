@@ -5,12 +5,11 @@ from . import backups
 from .console import confirm_by_typing, info, step
 
 
-def run(ctx, yes=False):
+def run(ctx, confirm=None):
     backups.require_running(ctx, "postgres", "backup")
-    name = ctx.compose.name
-    if not yes:
-        confirm_by_typing(name, f"This deletes every session, participant and answer in the stack '{name}'. "
-                                "A verified backup is taken first; `invoke restore` brings it back.", flag="--yes")
+    name = ctx.study.name
+    confirm_by_typing(name, f"This deletes every session, participant and answer in the study '{name}'. "
+                            "A verified backup is taken first; `invoke restore` brings it back.", confirm)
     backup = backups.stop_otree_after_backup(ctx, "before-resetdb")
     try:
         step("Running oTree's resetdb")
@@ -20,4 +19,4 @@ def run(ctx, yes=False):
         ctx.compose.start("otree")
     step("The database is empty and oTree is running.")
     info(f"What was there is backup {backup.id}: {backup.path}")
-    info(f"To undo: invoke restore {backup.id}")
+    info(f"To undo: invoke restore {backup.id} --study {name}")

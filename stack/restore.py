@@ -12,17 +12,16 @@ from .console import StackError, confirm_by_typing, info, step
 BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z[\w-]*$")
 
 
-def run(ctx, source, offsite=False, yes=False):
+def run(ctx, source, offsite=False, confirm=None):
     backups.require_running(ctx, "postgres", "backup")
     backup_id = _bring_in(ctx, source, offsite)
     step(f"Proving backup {backup_id}: restoring it into a scratch database and counting its rows")
     code, backup_id, _ = backups.service(ctx, "prove", backup_id)
     if code or not backup_id:
         raise StackError("That backup cannot be restored (the reason is above). The live database is untouched.")
-    name = ctx.compose.name
-    if not yes:
-        confirm_by_typing(name, f"This replaces the live database of the stack '{name}' with backup {backup_id}. "
-                                "A backup of the current state is taken first.", flag="--yes")
+    name = ctx.study.name
+    confirm_by_typing(name, f"This replaces the live database of the study '{name}' with backup {backup_id}. "
+                            "A backup of the current state is taken first.", confirm)
     safety = backups.stop_otree_after_backup(ctx, "before-restore")
     step(f"Restoring {backup_id}")
     code, _, _ = backups.service(ctx, "put-live", backup_id)
@@ -35,12 +34,12 @@ def run(ctx, source, offsite=False, yes=False):
         migrate.before_start(ctx)
     except StackError as error:
         raise StackError(f"{error}\nThe backup was restored, but oTree was left stopped because it does not fit "
-                         f"your current models. To go back: invoke restore {safety.id}")
+                         f"your current models. To go back: invoke restore {safety.id} --study {name}")
     step("Starting oTree")
     ctx.compose.start("otree")
     step(f"Restored backup {backup_id}; oTree is running again.")
     info(f"The state before the restore is backup {safety.id} ({safety.path}).")
-    info(f"To undo: invoke restore {safety.id}")
+    info(f"To undo: invoke restore {safety.id} --study {name}")
 
 
 def _bring_in(ctx, source, offsite):

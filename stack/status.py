@@ -1,28 +1,40 @@
-"""`invoke status`: each service's state and health, the oTree version and the address."""
-from . import backups, base_image, certificates, context
+"""`invoke status`: the proxy, then each study (or the one named): its services' state and
+health, oTree version, backups, certificate and address."""
+from . import backups, base_image, certificates, context, proxy
 from .console import info, step
 
 
-def run():
-    ctx = context.load()
+def run(study=None):
+    loaded = context.checked_settings()
+    server = loaded.server
+    edge = proxy.compose(server)
+    step(f"Server '{server.name}' (settings {server.env_path})")
+    for service, state in sorted(edge.states().items()):
+        info(f"{service:<9} {state['state']:<10} {state['health'] or '-'}")
+    if not edge.running("nginx"):
+        info("The proxy is not running. Start everything with: invoke up")
+    info(f"base      {server.base_image}{' (built here with debootstrap)' if base_image.built_here(server.base_image) else ''}")
+    for chosen in ([loaded.study(study)] if study else loaded.studies):
+        _study(context.Context(loaded, chosen))
+
+
+def _study(ctx):
     states = ctx.compose.states()
-    step(f"Stack '{ctx.compose.name}' (env file {ctx.env_path})")
+    step(f"Study '{ctx.study.name}' (settings {ctx.env_path})")
     if not states:
-        info("Not running. Start it with: invoke up")
+        info(f"Not running. Start it with: invoke up --study {ctx.study.name}")
         return
     for service, state in sorted(states.items()):
         info(f"{service:<9} {state['state']:<10} {state['health'] or '-'}")
-    if states.get("otree", {}).get("state") == "running":
+    if ctx.compose.running("otree"):
         version = ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
                                   capture=True, check=False).stdout.strip()
         info(f"oTree     {version or 'unknown (the server does not answer)'}")
-    if states.get("backup", {}).get("state") == "running":
+    if ctx.compose.running("backup"):
         for line in backups.status_lines(ctx):
             info(f"backups   {line}")
-    if states.get("nginx", {}).get("state") == "running":
-        if states.get("certbot", {}).get("state") == "running":
+    if proxy.compose(ctx.server).running("nginx"):
+        if proxy.compose(ctx.server).running("certbot"):
             certificates.report_letsencrypt(ctx)
         info(f"TLS       {certificates.status_line(ctx) or 'unknown (nginx does not answer)'}")
-    base = ctx.values.get("BASE_IMAGE", "").strip() or "debian:trixie-slim"
-    info(f"base      {base}{' (built here with debootstrap)' if base_image.built_here(base) else ''}")
     info(f"URL       {ctx.https_url()}")

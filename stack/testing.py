@@ -48,7 +48,12 @@ def ensure_system_packages():
         raise StackError("Chromium did not install; the browser tests need it (apt-get install chromium).")
 
 
-def run(pytest_args):
+def run(pytest_args, unit=False):
+    """The whole suite, or with unit=True only the tests marked `unit` (pure logic: no Docker, no
+    Chromium, no system packages)."""
+    if unit:
+        python = ensure_venv()
+        return subprocess.run([python, "-m", "pytest", "-m", "unit", *pytest_args], cwd=REPO_ROOT).returncode
     ensure_system_packages()
     python = ensure_venv()
     return subprocess.run([python, "-m", "pytest", *pytest_args], cwd=REPO_ROOT).returncode

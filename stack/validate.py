@@ -6,6 +6,7 @@ import re
 
 from backup.otree_backup import schedule
 
+from . import settings
 from .envfile import GENERATED, REPO_ROOT
 
 WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "example", "secret", "otree", "123456",
@@ -18,7 +19,63 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def problems(values):
-    """Every problem found in the env file's values, as fix-it messages (empty when all is well)."""
+    """Every problem in one settings file of the one-study layout (a server's and a study's
+    keys together), as fix-it messages (empty when all is well)."""
+    server, study = settings.split(values)
+    return server_problems(server) + study_problems(study)
+
+
+def settings_problems(loaded):
+    """Every problem in a server's settings and its studies', each naming its file, and the ones
+    between studies: a name, address, port or backup folder two studies cannot share."""
+    found = [f"{loaded.server.env_path}: {problem}" for problem in server_problems(loaded.server.values)]
+    for study in loaded.studies:
+        found += [f"{study.env_path}: {problem}" for problem in study_problems(study.values)]
+        if not settings.STUDY_NAME.match(study.name):
+            found.append(f"{study.env_path}: {name_problem(study.name)}")
+    found += _between_studies(loaded)
+    return found
+
+
+def name_problem(name):
+    return (f"{name!r} is not a valid study name: use 1 to 30 lower-case letters, digits and -, starting "
+            "with a letter (it becomes part of container names), e.g. ultimatum-2026.")
+
+
+def _between_studies(loaded):
+    found = []
+    by_address, backup_dirs = {}, {}
+    for study in loaded.studies:
+        address = study.domain or f"port {study.https_port}"
+        by_address.setdefault(address, []).append(study.name)
+        if not study.domain and study.https_port == loaded.server.http_port:
+            found.append(f"Study {study.name}'s HTTPS_PORT {study.https_port} is the server's HTTP_PORT. Give it "
+                         "another port in its settings file.")
+        for other, folder in backup_dirs.items():
+            if os.path.commonpath([folder, study.backup_dir]) in (folder, study.backup_dir):
+                found.append(f"Studies {other} and {study.name} share the backup folder {folder}: each needs its "
+                             "own (a study's backup service must not read another's). Set BACKUP_DIR in one of "
+                             "their settings files to another folder.")
+        backup_dirs[study.name] = study.backup_dir
+    for address, names in by_address.items():
+        if len(names) > 1:
+            found.append(f"Studies {' and '.join(names)} both want {address}. Give each its own DOMAIN, or "
+                         "without DNS names its own HTTPS_PORT, in its settings file.")
+    return found
+
+
+def server_problems(values):
+    """Every problem in the server's settings (.env)."""
+    found = _address_problems(values)
+    found += _acme_problems(values)
+    name = values.get("STACK_NAME", "").strip()
+    if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        found.append(f"STACK_NAME {name!r} is not valid: use lower-case letters, digits, - and _, such as otree.")
+    return found
+
+
+def study_problems(values):
+    """Every problem in one study's settings (studies/NAME.env)."""
     found = []
 
     def get(key):
@@ -48,7 +105,7 @@ def problems(values):
     if any(c.isspace() for c in get("OTREE_ADMIN_PASSWORD")):
         found.append("OTREE_ADMIN_PASSWORD contains white space; choose one without.")
 
-    found += _address_problems(values)
+    found += _domain_problems(values)
     found += _limit_problems(values)
     found += _backup_problems(values)
     found += _certificate_problems(values)
@@ -62,6 +119,10 @@ def _certificate_problems(values):
                 "leave both empty."]
     if cert and not values.get("DOMAIN", "").strip():
         return ["TLS_CERT_FILE is set but DOMAIN is empty. Set DOMAIN to the name your certificate is for."]
+    return []
+
+
+def _acme_problems(values):
     ca_file = values.get("ACME_CA_FILE", "").strip()
     if ca_file and not os.path.isfile(os.path.join(REPO_ROOT, ca_file)):
         return [f"ACME_CA_FILE={ca_file} is not a file. Give the path of your ACME server's CA certificate, or "
@@ -101,7 +162,7 @@ def _backup_problems(values):
     return found
 
 
-def _address_problems(values):
+def _domain_problems(values):
     found = []
     domain = values.get("DOMAIN", "").strip()
     if domain:
@@ -111,6 +172,15 @@ def _address_problems(values):
         elif not HOSTNAME.match(domain):
             found.append(f"DOMAIN {domain!r} is not a valid domain name. Write the name only, such as "
                          "study.example.edu: no https://, no path, no port.")
+    port = values.get("HTTPS_PORT", "").strip()
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        found.append(f"HTTPS_PORT {port!r} is not a port number (1 to 65535).")
+    found += admin_allow_problems(values.get("ADMIN_ALLOW_IPS", ""))
+    return found
+
+
+def _address_problems(values):
+    found = []
     email = values.get("LETSENCRYPT_EMAIL", "").strip()
     if email and not EMAIL.match(email):
         found.append(f"LETSENCRYPT_EMAIL {email!r} is not an email address, e.g. you@example.edu.")
@@ -127,7 +197,6 @@ def _address_problems(values):
             ports[key] = int(value)
     if len(ports) == 2 and ports["HTTP_PORT"] == ports["HTTPS_PORT"]:
         found.append("HTTP_PORT and HTTPS_PORT are the same; give them different ports (80 and 443).")
-    found += admin_allow_problems(values.get("ADMIN_ALLOW_IPS", ""))
     return found
 
 
@@ -156,8 +225,8 @@ def _limit_problems(values):
         ("LOGIN_RATE_BURST", r"\d+", "a whole number such as 5"),
         ("MAX_BODY_SIZE", r"\d+[kKmMgG]?", "a size such as 10m"),
         ("HSTS_MAX_AGE", r"\d+", "a number of seconds such as 31536000"),
-        ("STACK_NAME", r"[a-z0-9][a-z0-9_-]*", "lower-case letters, digits, - and _, such as otree"),
-        ("REDIS_ENABLED", r"[01]", "0 or 1"),
+        ("CPU_LIMIT", r"\d+(\.\d+)?", "a number of CPU cores such as 1.5"),
+        ("MEMORY_LIMIT", r"\d+[kmg]", "a size such as 2g or 512m"),
     ]
     found = []
     for key, pattern, expected in checks:

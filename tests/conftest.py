@@ -1,6 +1,7 @@
 """The end-to-end tests share one real stack, named otreetest, on 127.0.0.1:18080/18443, with an
 env file of its own, so that a researcher's own stack on the same machine is never touched."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -8,8 +9,8 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stack import envfile  # noqa: E402
-from tests.helpers import compose, invoke, psql, write_env  # noqa: E402
+from stack import compose as compose_module, envfile, settings  # noqa: E402
+from tests.helpers import compose, invoke, load_env, psql, write_env  # noqa: E402
 
 # OTREE_TEST_STACK and OTREE_TEST_PORT_OFFSET let two runs of the suite share one machine.
 TEST_STACK = os.environ.get("OTREE_TEST_STACK", "otreetest")
@@ -21,10 +22,12 @@ TEST_LOGIN_LIMIT = {"LOGIN_RATE_LIMIT": "60r/m", "LOGIN_RATE_BURST": "20"}
 
 
 class Stack:
+    """A test server with one study (the tests' own stacks)."""
+
     def __init__(self, env_path):
         self.env_path = env_path
-        self.values = envfile.load(env_path)
-        self.name = self.values["STACK_NAME"]
+        self.values = load_env(env_path)
+        self.name = settings.load(env_path).studies[0].name
         self.https = f"https://127.0.0.1:{self.values['HTTPS_PORT']}"
         self.http = f"http://127.0.0.1:{self.values['HTTP_PORT']}"
 
@@ -55,13 +58,16 @@ class Stack:
 
 
 def make_env_values(directory, name=TEST_STACK, port_shift=0):
-    """A working env file for a test stack: the example with fresh secrets, as `invoke up` makes
-    it, and the stack's name, loopback address and ports changed as a user would edit them."""
+    """Working settings for a test server with one study: the examples with fresh secrets, as
+    `invoke up` makes them, and the name, loopback address, ports and folders changed as a user
+    would edit them. Returns the server's settings path and the values (write them with write_env)."""
     path = os.path.join(directory, f"{name}.env")
     assert envfile.create_if_missing(path)
-    values = envfile.load(path)
+    with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
+        values = {**envfile.load(path), **envfile.parse(envfile.render_from_example(handle.read()))}
     ports = {key: str(int(port) + port_shift) for key, port in TEST_PORTS.items()}
     values.update(STACK_NAME=name, BIND_ADDRESS="127.0.0.1", **ports, **TEST_LOGIN_LIMIT,
+                  STUDIES_DIR=os.path.join(directory, f"{name}-studies"),
                   BACKUP_DIR=os.path.join(directory, f"{name}-backups"))
     return path, values
 
@@ -72,12 +78,17 @@ def start_stack(directory, name=TEST_STACK, port_shift=0, **overrides):
     values.update(overrides)
     write_env(path, values)
     result = invoke(path, "up")
-    assert f"The stack '{name}' is up: https://127.0.0.1:{values['HTTPS_PORT']}/" in result.stdout
+    assert f"The study '{name}' is up: https://127.0.0.1:{values['HTTPS_PORT']}/" in result.stdout
     return Stack(path)
 
 
 def stop_stack(stack):
+    """The study's containers and database, then the proxy's containers, volumes and networks."""
     invoke(stack.env_path, "down", "--delete-data", "--confirm", stack.name, check=False)
+    server = settings.load(stack.env_path).server
+    proxy = compose_module.for_proxy(server)
+    subprocess.run(proxy.command("down", "--volumes", "--remove-orphans"), env=proxy.environment, capture_output=True)
+    subprocess.run(["docker", "network", "rm", f"{server.name}-{stack.name}-proxy"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

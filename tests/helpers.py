@@ -2,8 +2,7 @@
 import os
 import subprocess
 
-from stack import envfile
-from stack.compose import Compose
+from stack import compose as compose_module, envfile, settings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,19 +17,24 @@ def invoke(env_path, *args, check=True, timeout=900, stdin=subprocess.DEVNULL):
     return result
 
 
-def compose(env_path, stack_name, *args, check=True):
-    """`docker compose ARGS` for a test stack, with the values invoke derives (stack.compose)."""
-    stack = Compose(env_path, envfile.load(env_path))
-    assert stack.name == stack_name
-    return subprocess.run(stack.command(*args), env=stack.environment, cwd=REPO_ROOT, capture_output=True,
+def compose(env_path, study_name, *args, check=True):
+    """`docker compose ARGS` for a test server's study, or its proxy when ARGS name nginx or
+    certbot, with the values invoke derives (stack.compose)."""
+    loaded = settings.load(env_path)
+    if any(service in args for service in compose_module.PROXY_SERVICES):
+        project = compose_module.for_proxy(loaded.server)
+    else:
+        project = compose_module.for_study(loaded.study(study_name))
+    return subprocess.run(project.command(*args), env=project.environment, cwd=REPO_ROOT, capture_output=True,
                           text=True, check=check)
 
 
 def containers_of(stack_name):
-    result = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter",
-                             f"label=com.docker.compose.project={stack_name}"],
+    """The containers of a test server: its proxy's and its studies' (STACK_NAME-STUDY)."""
+    result = subprocess.run(["docker", "ps", "--all", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'],
                             capture_output=True, text=True, check=True)
-    return result.stdout.split()
+    return [cid for cid, _, project in (line.partition(" ") for line in result.stdout.splitlines())
+            if project == stack_name or project.startswith(stack_name + "-")]
 
 
 def psql(env_path, stack_name, sql):
@@ -42,7 +46,28 @@ def psql(env_path, stack_name, sql):
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
-def write_env(path, values):
+def _write(path, values):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{key}={value}\n" for key, value in values.items())
     os.chmod(path, 0o600)
+
+
+def write_env(path, values):
+    """A test server's settings from one dict, as the tests edit them: the server's keys into
+    `path`, a study's into STUDIES_DIR/<first study>.env."""
+    if not settings.holds_a_study(values):
+        _write(path, values)
+        return
+    server, study = settings.split(values)
+    _write(path, server)
+    name = settings.first_study_name(server.get("STACK_NAME", "otree"))
+    _write(settings.study_path(settings.read_server(path), name), study)
+
+
+def load_env(path):
+    """The server's and its first study's settings as one dict (what write_env takes)."""
+    loaded = settings.load(path)
+    study = loaded.studies[0]
+    raw = envfile.load(study.env_path)
+    return {**envfile.load(path), **raw}

@@ -6,6 +6,8 @@ import pytest
 from backup.otree_backup import rotation, schedule
 from stack.compose import local_restic_path
 
+pytestmark = pytest.mark.unit
+
 UTC = datetime.timezone.utc
 
 

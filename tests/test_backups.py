@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from stack import envfile
-from tests.helpers import write_env
+from tests.helpers import load_env, write_env
 from tests.participants import join, play_together
 
 APPS = ("consent", "demographics", "public_goods", "questionnaire", "payment")
@@ -38,7 +38,7 @@ def session_codes(stack):
 
 
 def backup_dir(stack):
-    return envfile.load(stack.env_path)["BACKUP_DIR"]
+    return load_env(stack.env_path)["BACKUP_DIR"]
 
 
 def manifest(stack, backup_id):
@@ -59,7 +59,7 @@ def take_backup(stack):
 @contextlib.contextmanager
 def changed_env(stack, **changes):
     """Run with some .env values changed (`invoke up` applies them), then put them back."""
-    original = envfile.load(stack.env_path)
+    original = load_env(stack.env_path)
     write_env(stack.env_path, {**original, **changes})
     stack.invoke("up")
     try:
@@ -81,7 +81,7 @@ def test_restore_drill_brings_back_every_export_byte_for_byte(stack):
     stack.invoke("up")
     assert session_codes(stack) == []
 
-    result = stack.invoke("restore", backup_id, "--yes")
+    result = stack.invoke("restore", backup_id, "--confirm", stack.name)
     assert "the live row counts match the backup" in result.stdout
     assert exports(stack) == before
     safety = re.search(r"To undo: invoke restore (\S+)", result.stdout).group(1)
@@ -99,7 +99,7 @@ def test_damaged_backups_fail_verification_and_change_nothing(stack, tmp_path):
     truncated = tmp_path / "truncated.dump"
     with open(dump, "rb") as source:
         truncated.write_bytes(source.read(size // 2))
-    result = stack.invoke("restore", str(truncated), "--yes", check=False)
+    result = stack.invoke("restore", str(truncated), "--confirm", stack.name, check=False)
     assert result.returncode == 1 and "cannot be restored" in result.stderr, result.stderr
     assert "does not restore" in result.stderr or "not a backup of this stack" in result.stderr
 
@@ -109,7 +109,7 @@ def test_damaged_backups_fail_verification_and_change_nothing(stack, tmp_path):
         byte = handle.read(1)
         handle.seek(size // 2)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    result = stack.invoke("restore", backup_id, "--yes", check=False)
+    result = stack.invoke("restore", backup_id, "--confirm", stack.name, check=False)
     assert result.returncode == 1 and "checksum does not match" in result.stderr, result.stderr
     assert "The live database is untouched" in result.stderr
     assert manifest(stack, backup_id)["verification"]["status"] == "failed"
@@ -120,13 +120,13 @@ def test_damaged_backups_fail_verification_and_change_nothing(stack, tmp_path):
 
 def test_missing_and_foreign_files_are_refused(stack, tmp_path):
     codes = session_codes(stack)
-    missing = stack.invoke("restore", str(tmp_path / "nowhere.dump"), "--yes", check=False)
+    missing = stack.invoke("restore", str(tmp_path / "nowhere.dump"), "--confirm", stack.name, check=False)
     assert missing.returncode == 1 and "There is no file" in missing.stderr
-    unknown = stack.invoke("restore", "2020-01-01T00-00-00Z", "--yes", check=False)
+    unknown = stack.invoke("restore", "2020-01-01T00-00-00Z", "--confirm", stack.name, check=False)
     assert unknown.returncode == 1 and "There is no backup '2020-01-01T00-00-00Z'" in unknown.stderr
     foreign = tmp_path / "notes.dump"
     foreign.write_text("participant notes, not a database\n")
-    result = stack.invoke("restore", str(foreign), "--yes", check=False)
+    result = stack.invoke("restore", str(foreign), "--confirm", stack.name, check=False)
     assert result.returncode == 1 and "not a backup of this stack" in result.stderr, result.stderr
     assert session_codes(stack) == codes
 
@@ -138,7 +138,7 @@ def test_resetdb_asks_first_and_backs_up_before_it_empties_the_tables(stack):
     assert refused.returncode == 1 and "typed confirmation" in refused.stderr
     assert session_codes(stack) == codes and backup_ids(stack) == backups_before
 
-    result = stack.invoke("resetdb", "--yes")
+    result = stack.invoke("resetdb", "--confirm", stack.name)
     backup_id = re.search(r"To undo: invoke restore (\S+)", result.stdout).group(1)
     taken = manifest(stack, backup_id)
     assert taken["reason"] == "before-resetdb" and taken["verification"]["status"] == "passed"
@@ -146,7 +146,7 @@ def test_resetdb_asks_first_and_backs_up_before_it_empties_the_tables(stack):
     assert session_codes(stack) == []
     stack.create_session(3)  # the fresh tables work
 
-    stack.invoke("restore", backup_id, "--yes")
+    stack.invoke("restore", backup_id, "--confirm", stack.name)
     assert session_codes(stack) == codes
 
 
@@ -187,14 +187,14 @@ def test_restic_round_trip_and_an_unreachable_repository(stack, tmp_path):
         stack.invoke("down", "--delete-data", "--confirm", stack.name)
         stack.invoke("up")
         assert session_codes(stack) == []
-        stack.invoke("restore", "latest", "--offsite", "--yes")
+        stack.invoke("restore", "latest", "--offsite", "--confirm", stack.name)
         assert session_codes(stack) == codes
 
     with changed_env(stack, RESTIC_REPOSITORY="rest:http://127.0.0.1:9/", RESTIC_PASSWORD="a long restic passphrase"):
         result = stack.invoke("backup", check=False)
         assert result.returncode == 1 and "127.0.0.1 port 9 does not answer" in result.stderr, result.stderr
         assert "is verified and kept in BACKUP_DIR" in result.stderr
-        refused = stack.invoke("restore", "latest", "--offsite", "--yes", check=False)
+        refused = stack.invoke("restore", "latest", "--offsite", "--confirm", stack.name, check=False)
         assert refused.returncode == 1 and "cannot be reached" in refused.stderr
         assert "Backups need attention" in stack.invoke("status").stderr
         assert session_codes(stack) == codes

@@ -82,7 +82,7 @@ def test_a_valid_certificate_is_served_with_its_chain_and_hsts(tls_stack, pki):
     leaf, headers = served(tls_stack, pki)
     assert ("DNS", DOMAIN) in leaf["subjectAltName"]
     assert re.search(r"^Strict-Transport-Security: max-age=\d+", headers, re.M | re.I)
-    stapling = tls_stack.compose("exec", "-T", "nginx", "cat", "/tmp/nginx/tls-real-certificate.conf").stdout
+    stapling = tls_stack.compose("exec", "-T", "nginx", "cat", f"/tmp/nginx/studies/{tls_stack.name}/tls.conf").stdout
     assert "ssl_stapling on;" in stapling  # a real chain: OCSP stapling on (a self-signed one has none)
     status = tls_stack.invoke("status").stdout
     assert re.search(r"TLS\s+yours, valid until \d{4}-\d\d-\d\d \((8[89]|90) days\)", status), status

@@ -58,7 +58,7 @@ ADMIN = {
     ("http", "/create_browser_bots_session"), ("http", "/close_browser_bots_session"),
     ("http", "/MTurkCreateHIT/{code}"), ("http", "/MTurkExpireHIT/{code}"), ("http", "/MTurkSessionPayments/{code}"),
     ("http", "/PayMTurk/{code}"), ("http", "/RejectMTurk/{code}"),
-    # oTree leaves these open under DEMO; nginx closes them (site.conf.template, auth_request).
+    # oTree leaves these open under DEMO; nginx closes them (study-server.conf.template, auth_request).
     ("http", "/SessionData/{code}"), ("http", "/session_data/{code}"), ("http", "/SessionMonitor/{code}"),
     ("http", "/presence_icons/{code}"), ("http", "/SessionPayments/{code}"), ("http", "/AdminReport/{code}"),
     ("http", "/AdvanceSession/{code}"), ("ws", "/session_monitor/{code}"),

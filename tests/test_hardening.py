@@ -11,9 +11,8 @@ import pytest
 from tests.helpers import containers_of
 from tests.test_https_proxy import login
 
-# What each service runs as, and what it is allowed beyond the common hardening
-# (docker-compose.yml, x-hardening). redis runs only with the redis profile, so it is checked
-# in the compose configuration, not as a container.
+# What each service runs as, and what it is allowed beyond the common hardening (x-hardening in
+# docker-compose.yml, a study's services, and docker-compose.proxy.yml, the proxy's).
 USERS = {"otree": "otree", "postgres": "postgres", "nginx": "www-data", "backup": "backup-runner",
          "certbot": "www-data"}
 # Capabilities a service gets back after `cap_drop: [ALL]`, with the reason. None does: all run
@@ -23,9 +22,9 @@ CAP_ADD = {}
 WRITABLE_ROOT = {}
 # Where each service may write besides its volumes.
 TMPFS = {"otree": {"/tmp"}, "postgres": {"/run/postgresql", "/tmp"}, "nginx": {"/tmp"}, "backup": {"/tmp"},
-         "certbot": {"/tmp"}, "redis": set()}
-NETWORKS = {"otree": {"frontend", "backend"}, "postgres": {"backend"}, "nginx": {"frontend"},
-            "backup": {"backend", "offsite"}, "certbot": {"frontend"}, "redis": {"backend"}}
+         "certbot": {"/tmp"}}
+NETWORKS = {"otree": {"proxy", "backend"}, "postgres": {"backend"}, "nginx": {"outside"},
+            "backup": {"backend", "offsite"}, "certbot": {"outside"}}
 SECRETS = ("OTREE_ADMIN_PASSWORD", "OTREE_REST_KEY", "OTREE_SECRET_KEY", "POSTGRES_PASSWORD")
 
 
@@ -78,12 +77,14 @@ def test_each_service_runs_unprivileged_on_a_read_only_root(containers, service)
     assert "ro" in root_options
 
 
-def test_every_service_in_the_compose_file_is_hardened(stack):
-    """redis too, which runs only for oTree before 5: checked in the resolved configuration."""
-    config = json.loads(stack.compose("--profile", "redis", "config", "--format", "json").stdout)
+def test_every_service_in_the_compose_files_is_hardened(stack):
+    """Checked in the resolved configuration of both Compose files."""
+    services = {**json.loads(stack.compose("config", "--format", "json").stdout)["services"],
+                **json.loads(stack.compose("config", "--format", "json", "nginx").stdout)["services"]}
+    config = json.loads(stack.compose("config", "--format", "json").stdout)
     # A new service must be hardened too, and entered in the tables above.
-    assert set(config["services"]) == set(TMPFS), "add each new service to the tables at the top"
-    for name, service in config["services"].items():
+    assert set(services) == set(TMPFS), "add each new service to the tables at the top"
+    for name, service in services.items():
         assert service.get("security_opt") == ["no-new-privileges:true"], name
         assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), name
         assert service.get("read_only") is True, name
@@ -93,10 +94,11 @@ def test_every_service_in_the_compose_file_is_hardened(stack):
     assert config["networks"]["backend"].get("internal") is True
 
 
-def test_the_timeout_worker_runs_and_nginx_made_its_certificate(containers):
+def test_the_timeout_worker_runs_and_nginx_made_its_certificate(stack, containers):
     processes = docker("top", containers["otree"]["Id"], "-eo", "pid,args").stdout
     assert "prodserver" in processes and "timeoutsubprocess" in processes, processes
-    assert in_container(containers["nginx"], "test", "-s", "/etc/nginx/certs/fullchain.pem", check=False).returncode == 0
+    assert in_container(containers["nginx"], "test", "-s", f"/etc/nginx/certs/{stack.name}/fullchain.pem",
+                        check=False).returncode == 0
 
 
 def test_only_nginx_http_and_https_are_published_on_the_host(stack, containers):
@@ -108,7 +110,9 @@ def test_only_nginx_http_and_https_are_published_on_the_host(stack, containers):
                                         f"8443/tcp -> 127.0.0.1:{stack.values['HTTPS_PORT']}"])
         else:
             assert published == [], service
-    assert set(containers["nginx"]["NetworkSettings"]["Networks"]) == {f"{stack.name}_frontend"}
+    server = stack.values["STACK_NAME"]
+    assert set(containers["nginx"]["NetworkSettings"]["Networks"]) == {f"{server}_outside",
+                                                                        f"{server}-{stack.name}-proxy"}
     # oTree's port is only on the Docker network: nothing answers on the host's 8000.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", 8000), timeout=3).close()
@@ -119,10 +123,9 @@ def ip_on(container, network):
 
 
 def test_nginx_cannot_reach_the_database_but_otree_can(stack, containers):
-    nginx, backend = containers["nginx"], f"{stack.name}_backend"
-    for service in ("nginx", "certbot"):  # the containers on the frontend network alone
-        for name in ("postgres", "redis"):
-            assert in_container(containers[service], "getent", "hosts", name, check=False).returncode != 0
+    nginx, backend = containers["nginx"], f"{stack.values['STACK_NAME']}-{stack.name}_backend"
+    for service in ("nginx", "certbot"):  # the containers outside the study's backend network
+        assert in_container(containers[service], "getent", "hosts", "postgres", check=False).returncode != 0
     # Not by its address either: the networks are separate bridges.
     address = ip_on(containers["postgres"], backend)
     probe = in_container(nginx, "curl", "-sS", "--max-time", "3", f"telnet://{address}:5432", check=False)

@@ -1,8 +1,11 @@
-"""Pure logic: which projects need Redis, how requirements are adapted, where mirrors are."""
+"""Pure logic: which projects pin oTree before 5 (refused), how requirements are adapted, where
+mirrors are."""
 import importlib.util
 import os
 
 import pytest
+
+pytestmark = pytest.mark.unit
 
 from stack import apt_sources, project
 from tests.helpers import REPO_ROOT
@@ -12,20 +15,33 @@ from tests.helpers import REPO_ROOT
     ("==6.0.15", False), (">=5.0.0a21", False), ("", False), ("==3.4.0", True), ("<5", True),
     ("<5.0", True), ("<=4.9", True), (">=3,<5", True), ("~=3.3", True), ("<6", False), ("==5.11.1", False),
 ])
-def test_redis_only_for_projects_pinned_before_otree_5(specifiers, before_5):
+def test_projects_pinned_before_otree_5_are_recognised(specifiers, before_5):
     assert project.pins_otree_before_5(specifiers) is before_5
 
 
-def test_the_example_project_needs_no_redis():
-    folder = project.directory({"OTREE_PROJECT_DIR": "otree_project"})
+def test_the_example_project_is_accepted():
+    folder = project.directory(os.path.join(REPO_ROOT, "otree_project"))
     assert project.otree_requirement(folder) == "==6.0.15"
-    assert not project.needs_redis({"REDIS_ENABLED": "0"}, folder)
-    assert project.needs_redis({"REDIS_ENABLED": "1"}, folder)
+
+
+def test_a_project_pinned_before_otree_5_is_refused_with_the_way_forward(tmp_path):
+    folder = os.path.join(REPO_ROOT, "tests", ".old-project-for-test")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        for name, text in (("settings.py", ""), ("requirements.txt", "otree<5\n")):
+            with open(os.path.join(folder, name), "w") as handle:
+                handle.write(text)
+        with pytest.raises(Exception, match="pins oTree before 5") as refused:
+            project.directory(folder)
+        assert "otree==6.0.15" in str(refused.value) and "Nothing was built" in str(refused.value)
+    finally:
+        import shutil
+        shutil.rmtree(folder)
 
 
 def test_a_project_outside_the_repository_is_refused_with_a_fix():
     with pytest.raises(Exception, match="copy your project into a folder here"):
-        project.directory({"OTREE_PROJECT_DIR": "../elsewhere"})
+        project.directory(os.path.join(REPO_ROOT, "..", "elsewhere"))
 
 
 def _install_requirements():

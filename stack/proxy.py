@@ -1,0 +1,223 @@
+"""The one proxy in front of every study: nginx and certbot (docker-compose.proxy.yml).
+
+Its configuration is rendered here from the settings files (pure functions: `render` is tested
+without Docker) into STUDIES_DIR/.proxy, which both containers mount read-only. Adding or changing
+a study re-renders it and reloads nginx, which keeps open connections; only a new port of a study
+reached by address recreates the proxy, since Docker publishes ports when a container is made."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+from . import compose as compose_module
+from .console import StackError, info, step
+from .envfile import REPO_ROOT
+
+TEMPLATES = os.path.join(REPO_ROOT, "nginx")
+# Inside the container the server's HTTPS_PORT is 8443; a study's own port keeps its number.
+MAIN_HTTPS_PORT = 8443
+
+
+def _template(name):
+    with open(os.path.join(TEMPLATES, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _fill(text, **values):
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    return text
+
+
+def container_port(server, study):
+    return MAIN_HTTPS_PORT if study.https_port == server.https_port else study.https_port
+
+
+def _admin_allow_geo(study):
+    entries = [entry.strip() for entry in study.get("ADMIN_ALLOW_IPS").split(",") if entry.strip()]
+    if not entries:
+        return "default 1;"
+    return " ".join(["default 0;", *(f"{entry} 1;" for entry in entries)])
+
+
+def _study_server(server, study, default_ports):
+    port = container_port(server, study)
+    by_address = not study.domain
+    is_default = by_address and port not in default_ports
+    if is_default:
+        default_ports.add(port)
+    host_check = ("    # Reached by address: any other Host name gets no answer.\n"
+                  "    if ($address_host = 0) {\n        return 444;\n    }" if by_address else "")
+    return _fill(_template("study-server.conf.template"),
+                 study=study.name, id=study.name.replace("-", "_"), listen=port,
+                 default_server=" default_server" if is_default else "",
+                 server_name=study.domain or "_", upstream=study.upstream,
+                 auth_level=study.get("OTREE_AUTH_LEVEL"), max_body_size=study.get("MAX_BODY_SIZE"),
+                 login_rate_limit=study.get("LOGIN_RATE_LIMIT"), login_rate_burst=study.get("LOGIN_RATE_BURST"),
+                 admin_allow_geo=_admin_allow_geo(study), host_check=host_check)
+
+
+def ports(settings):
+    """{host port: container port} for the HTTPS ports the proxy publishes besides the server's."""
+    server = settings.server
+    return {study.https_port: study.https_port for study in settings.studies
+            if container_port(server, study) != MAIN_HTTPS_PORT}
+
+
+def render(settings):
+    """{file name: content} of the proxy's configuration for these settings."""
+    server = settings.server
+    default_ports = set()
+    blocks = [_study_server(server, study, default_ports) for study in settings.studies]
+    # A port with no study reached by address refuses unknown names during the TLS handshake.
+    refusing = [f"server {{\n    listen {port} ssl default_server;\n    ssl_reject_handshake on;\n    return 444;\n}}"
+                for port in sorted({MAIN_HTTPS_PORT} - default_ports)]
+    http_hosts = [f'    "{study.domain}" 1;' for study in settings.studies if study.domain]
+    if any(not study.domain for study in settings.studies):
+        http_hosts += ["    ~^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$ 1;", "    ~^\\[[0-9a-fA-F:.]+\\]$ 1;",
+                       "    localhost 1;"]
+    files = {
+        "proxy.conf": _fill(_template("proxy.conf.template"), http_hosts="\n".join(http_hosts),
+                            https_port_suffix="" if server.https_port == 443 else f":{server.https_port}",
+                            default_servers="\n\n".join(refusing)),
+        "studies.conf": "\n".join(blocks),
+        "letsencrypt.list": "".join(f"{study.name} {study.domain}\n" for study in settings.studies
+                                    if letsencrypt_wanted(study)),
+        "ports.yml": _ports_override(server, ports(settings)),
+    }
+    headers = _template(os.path.join("snippets", "security-headers.conf.template"))
+    for study in settings.studies:
+        files[f"studies/{study.name}/name"] = (study.domain or "localhost") + "\n"
+        files[f"studies/{study.name}/headers.conf"] = _fill(headers, hsts_max_age=study.get("HSTS_MAX_AGE"))
+    return files
+
+
+def _ports_override(server, published):
+    lines = ["# Written by invoke (stack/proxy.py): the HTTPS ports of studies reached by address.",
+             "services:", "  nginx:", "    ports:" if published else "    ports: []"]
+    bind = server.values["BIND_ADDRESS"]
+    lines += [f'      - "{bind}:{host}:{inside}"' for host, inside in sorted(published.items())]
+    return "\n".join(lines) + "\n"
+
+
+def letsencrypt_wanted(study):
+    return bool(study.domain and study.server.values["LETSENCRYPT_EMAIL"] and not study.get("TLS_CERT_FILE"))
+
+
+def write(settings):
+    """Write the rendered files into STUDIES_DIR/.proxy, each whole (a reload never reads half a
+    file), and drop the folders of studies that are gone. Returns True when anything changed."""
+    directory = settings.server.proxy_dir
+    files = render(settings)
+    changed = False
+    for name, content in files.items():
+        path = os.path.join(directory, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() == content:
+                    continue
+        except FileNotFoundError:
+            pass
+        handle, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(content)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+        changed = True
+    studies_dir = os.path.join(directory, "studies")
+    for name in os.listdir(studies_dir) if os.path.isdir(studies_dir) else []:
+        if f"studies/{name}/name" not in files:
+            shutil.rmtree(os.path.join(studies_dir, name))
+            changed = True
+    return changed
+
+
+def compose(server):
+    return compose_module.for_proxy(server)
+
+
+def ensure_network(study):
+    """The network between a study's oTree and the proxy: made here, not by either Compose
+    project, so that stopping the study or recreating the proxy leaves it in place."""
+    if subprocess.run(["docker", "network", "inspect", study.network], capture_output=True).returncode:
+        subprocess.run(["docker", "network", "create", "--label", f"org.otree-stack.study={study.project}",
+                        study.network], check=True, stdout=subprocess.DEVNULL)
+
+
+def _nginx(server):
+    return compose(server).container("nginx")
+
+
+def connect(settings):
+    """Join nginx to every study's network (after the proxy was made or recreated)."""
+    container = _nginx(settings.server)
+    if not container:
+        return
+    joined = subprocess.run(["docker", "inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}"
+                             "{{$name}} {{end}}", container], capture_output=True, text=True).stdout.split()
+    for study in settings.studies:
+        ensure_network(study)
+        if study.network not in joined:
+            subprocess.run(["docker", "network", "connect", study.network, container], check=True)
+
+
+def reload(server):
+    """Check the rendered configuration, then reload nginx: open connections finish on the old
+    workers. A configuration nginx refuses is reported and the running one stays."""
+    proxy = compose(server)
+    if not proxy.running("nginx"):
+        return
+    tested = proxy.run("exec", "-T", "nginx", "nginx-entrypoint", "nginx", "-t", "-q", capture=True, check=False)
+    if tested.returncode:
+        raise StackError("nginx refused the new configuration (its message is above), so it keeps serving the "
+                         "previous one. Check the study settings named there, then run `invoke up` again.")
+    proxy.run("exec", "-T", "nginx", "nginx-entrypoint", "nginx", "-s", "reload", capture=True)
+
+
+def publish_static(study):
+    """Copy the study's static files out of its oTree image into the proxy's static volume, as a
+    whole folder swapped in by rename, so nginx never serves a half-copied set."""
+    image = f"otree-stack/otree:{study.project}"
+    volume = f"{study.server.name}_static"
+    name = study.name
+    script = (f"set -e; rm -rf /out/.{name}.new /out/.{name}.old; cp -R /srv/static /out/.{name}.new; "
+              f"if [ -d /out/{name} ]; then mv /out/{name} /out/.{name}.old; fi; mv /out/.{name}.new /out/{name}; "
+              f"rm -rf /out/.{name}.old")
+    subprocess.run(["docker", "volume", "create", "--label", f"com.docker.compose.project={study.server.name}",
+                    "--label", "com.docker.compose.volume=static", volume], check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run(["docker", "run", "--rm", "--user", "root", "--network", "none", "-v", f"{volume}:/out",
+                             "--entrypoint", "sh", image, "-c", script])
+    if result.returncode:
+        raise StackError(f"Copying {study.name}'s static files to the proxy failed (see above). Run `invoke up` again.")
+
+
+def up(settings, rebuild=False, pull=False):
+    """Render, build and start the proxy, join it to every study, and reload it."""
+    server = settings.server
+    os.makedirs(server.proxy_dir, exist_ok=True)
+    changed = write(settings)
+    proxy = compose(server)
+    step("Building the proxy's images (nginx, certbot)")
+    proxy.build(no_cache=pull)
+    was_running = proxy.running("nginx")
+    step("Starting the proxy")
+    proxy.up(recreate=rebuild)
+    connect(settings)
+    if was_running and changed:
+        reload(server)
+
+
+def remove_study(settings, study):
+    """Take a removed study out of the proxy: its server block, network and static files."""
+    write(settings)
+    reload(settings.server)
+    container = _nginx(settings.server)
+    if container:
+        subprocess.run(["docker", "network", "disconnect", study.network, container], capture_output=True)
+    subprocess.run(["docker", "network", "rm", study.network], capture_output=True)
+    volume = f"{settings.server.name}_static"
+    subprocess.run(["docker", "run", "--rm", "--user", "root", "--network", "none", "-v", f"{volume}:/out",
+                    "--entrypoint", "rm", f"otree-stack/nginx:{settings.server.name}", "-rf", f"/out/{study.name}"],
+                   capture_output=True)
+    info(f"The proxy no longer serves {study.name}.")

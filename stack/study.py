@@ -1,0 +1,162 @@
+"""`invoke study add`, `invoke study list` and `invoke study remove`: the studies on this server.
+
+A study is one oTree process, one Postgres, its own backups, secrets and settings file
+(STUDIES_DIR/NAME.env, made from study.env.example), behind the one proxy."""
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from . import backups, context, envfile, pagetimes, project, proxy, settings, validate
+from .console import StackError, confirm_by_typing, info, step, warn
+
+FIRST_STUDY_PORT = 8444  # where studies reached by address get ports, after the server's own
+
+
+def _render_study_file(values):
+    """study.env.example with fresh secrets and the given values set."""
+    with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
+        text = envfile.render_from_example(handle.read())
+    for key, value in values.items():
+        text, found = re.subn(rf"^{key}=.*$", lambda _: f"{key}={value}", text, flags=re.M)
+        if not found:
+            text += f"{key}={value}\n"
+    return text
+
+
+def _write_new(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _free_port(loaded):
+    used = {study.https_port for study in loaded.studies} | {loaded.server.http_port}
+    port = max(FIRST_STUDY_PORT, *(p + 1 for p in used if p >= FIRST_STUDY_PORT))
+    return port
+
+
+def _backup_dir_for(loaded, name):
+    """backups/NAME, unless another study's backup folder holds that path (a server moved from the
+    one-study layout keeps its backups in backups/): then NAME-backups."""
+    wanted = os.path.join(envfile.REPO_ROOT, "backups", name)
+    for study in loaded.studies:
+        if os.path.commonpath([study.backup_dir, wanted]) in (study.backup_dir, wanted):
+            return f"{name}-backups"
+    return os.path.join("backups", name)
+
+
+def add_first(server):
+    """On a new server: the example study, named after the stack, reached by the server's address."""
+    name = settings.first_study_name(server.name)
+    path = settings.study_path(server, name)
+    _write_new(path, _render_study_file({"OTREE_PROJECT_DIR": "otree_project"}))
+    step(f"Created the study '{name}' for the example project: {path} (its secrets are new; keep it private).")
+
+
+def add(name, project_folder, domain=None, port=None):
+    """Check everything, write the study's settings file, then start it with `invoke up`."""
+    loaded = context.checked_settings()
+    if not settings.STUDY_NAME.match(name or ""):
+        raise StackError(f"{validate.name_problem(name)} Nothing was added.")
+    if any(study.name == name for study in loaded.studies):
+        raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
+                         f"Choose another name; `invoke study list` shows the studies. Nothing was added.")
+    folder = os.path.abspath(project_folder)
+    project.directory(folder)
+    values = {"OTREE_PROJECT_DIR": os.path.relpath(folder, envfile.REPO_ROOT),
+              "BACKUP_DIR": _backup_dir_for(loaded, name)}
+    if domain:
+        values["DOMAIN"] = domain
+    elif port or any(not study.domain and study.https_port == loaded.server.https_port for study in loaded.studies):
+        # The server's HTTPS port already serves a study by address: this one gets its own.
+        values["HTTPS_PORT"] = str(port or _free_port(loaded))
+    path = settings.study_path(loaded.server, name)
+    text = _render_study_file(values)
+    candidate = settings.Study(name, path, settings.with_defaults(settings.STUDY_DEFAULTS, envfile.parse(text)),
+                               loaded.server)
+    problems = validate.settings_problems(settings.Settings(loaded.server, (*loaded.studies, candidate)))
+    if problems:
+        raise StackError("The study was not added:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    _write_new(path, text)
+    step(f"Added the study '{name}': its settings are in {path} (new secrets; keep it private)")
+    from . import up  # here: up imports this module for the first study
+    up.run(study_name=name)
+
+
+def _sql(ctx, query):
+    result = ctx.compose.run("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "otree", "-At", "-c", query,
+                             capture=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _facts(ctx):
+    states = ctx.compose.states()
+    health = ", ".join(f"{service} {state['health'] or state['state']}" for service, state in sorted(states.items()))
+    facts = {"address": ctx.https_url(), "health": health or "stopped", "otree": "-", "sessions": "-",
+             "active": "-", "backup": "-", "disk": "-"}
+    if ctx.compose.running("otree"):
+        version = ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
+                                  capture=True, check=False).stdout.strip()
+        facts["otree"] = version or "?"
+    if ctx.compose.running("postgres"):
+        row = _sql(ctx, "SELECT (SELECT count(*) FROM otree_session), (SELECT count(*) FROM otree_participant "
+                        "WHERE _last_request_timestamp > extract(epoch FROM now()) - 600), "
+                        "pg_size_pretty(pg_database_size('otree'))")
+        if row:
+            facts["sessions"], facts["active"], facts["disk"] = row.split("|")
+        else:
+            facts["sessions"], facts["active"] = "0", "0"
+    if ctx.compose.running("backup"):
+        code, _, lines = backups.service(ctx, "health", "--summary", echo=False)
+        good = [line for line in lines if line.startswith("last good backup:")]
+        facts["backup"] = good[0].split(":", 1)[1].strip() if good else "?"
+        if code:
+            facts["backup"] += " (PROBLEM: see invoke status)"
+    return facts
+
+
+def list_studies():
+    loaded = context.checked_settings()
+    step(f"Studies on this server ({len(loaded.studies)}), settings in {loaded.server.studies_dir}")
+    if not loaded.studies:
+        info("None yet. Add one with: invoke study add NAME --project FOLDER [--domain NAME]")
+        return
+    for study in loaded.studies:
+        facts = _facts(context.Context(loaded, study))
+        info(f"{study.name}")
+        info(f"  address       {facts['address']}")
+        info(f"  oTree         {facts['otree']}")
+        info(f"  health        {facts['health']}")
+        info(f"  sessions      {facts['sessions']}, participants active in the last 10 minutes: {facts['active']}")
+        info(f"  last backup   {facts['backup']}")
+        info(f"  database size {facts['disk']}")
+
+
+def remove(name, confirm=None):
+    """A verified final backup, the typed name, then the study's containers, database, network
+    and proxy entry are removed. Its backups and (renamed) settings file stay."""
+    ctx = context.load(name, purpose="removes")
+    study = ctx.study
+    backups.require_running(ctx, "postgres", "backup")
+    confirm_by_typing(study.name, f"This removes the study '{study.name}': its oTree, its database and its address. "
+                                  f"A verified final backup is taken first; its backups in {study.backup_dir} stay.",
+                      confirm)
+    pagetimes.flush(ctx.compose)
+    final = backups.take(ctx, "before-remove")
+    step(f"Removing the study '{study.name}'")
+    ctx.compose.run("down", "--remove-orphans", "--volumes")
+    # A volume kept from the one-study layout belongs to another Compose project, so `down` leaves it.
+    subprocess.run(["docker", "volume", "rm", study.postgres_volume], capture_output=True)
+    kept = f"{study.env_path}.removed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    shutil.move(study.env_path, kept)
+    loaded = context.checked_settings()
+    proxy.remove_study(loaded, study)
+    step(f"Removed the study '{study.name}'.")
+    info(f"Its data as it was is backup {final.id}: {final.path}")
+    info(f"Its settings are kept in {kept}. To bring it back: rename that file to {study.name}.env, run "
+         f"`invoke up --study {study.name}`, then `invoke restore {final.path} --study {study.name}`.")
+    if final.offsite_failed:
+        warn("The final backup's off-site copy failed; the local one is verified.")

@@ -1,0 +1,90 @@
+"""Pure logic of several studies on one server: choosing the study a task acts on, the checks
+between studies, the proxy's rendered configuration, and the move from the one-study layout."""
+import os
+
+import pytest
+
+from stack import envfile, proxy, settings, validate
+from stack.console import StackError
+
+pytestmark = pytest.mark.unit
+
+
+def make(tmp_path, studies, **server):
+    server_values = settings.with_defaults(settings.SERVER_DEFAULTS, {"STACK_NAME": "lab", "HTTPS_PORT": "443",
+                                                                      "STUDIES_DIR": str(tmp_path), **server})
+    host = settings.Server(str(tmp_path / ".env"), server_values)
+    made = []
+    for name, values in studies.items():
+        with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
+            raw = envfile.parse(envfile.render_from_example(handle.read()))
+        made.append(settings.Study(name, str(tmp_path / f"{name}.env"),
+                                   settings.with_defaults(settings.STUDY_DEFAULTS, {**raw, **values}), host))
+    return settings.Settings(host, tuple(made))
+
+
+def test_the_only_study_is_the_default_and_several_need_a_name(tmp_path):
+    one = make(tmp_path, {"ultimatum": {}})
+    assert one.study().name == "ultimatum"
+    two = make(tmp_path, {"ultimatum": {}, "trust": {"DOMAIN": "trust.example.edu"}})
+    with pytest.raises(StackError, match="several studies.*--study NAME.*Studies: ultimatum, trust"):
+        two.study(purpose="restores")
+    assert two.study("trust").domain == "trust.example.edu"
+    with pytest.raises(StackError, match="There is no study 'nope'"):
+        two.study("nope")
+
+
+def test_each_study_has_its_own_project_network_volume_and_backups(tmp_path):
+    study = make(tmp_path, {"trust": {}}).study()
+    assert (study.project, study.network, study.upstream) == ("lab-trust", "lab-trust-proxy", "lab-trust-otree")
+    assert study.postgres_volume == "lab-trust_postgres-data"
+    assert study.backup_dir.endswith(os.path.join("backups", "trust"))
+    assert study.url() == "https://127.0.0.1/"
+
+
+@pytest.mark.parametrize("studies, message", [
+    ({"a": {"DOMAIN": "x.example.edu"}, "b": {"DOMAIN": "x.example.edu"}}, "both want x.example.edu"),
+    ({"a": {}, "b": {}}, "both want port 443"),
+    ({"a": {"BACKUP_DIR": "/srv/b"}, "b": {"BACKUP_DIR": "/srv/b/inner"}}, "share the backup folder"),
+    ({"Bad_Name": {}}, "not a valid study name"),
+    ({"a": {"CPU_LIMIT": "lots"}}, "CPU_LIMIT 'lots' is not valid"),
+    ({"a": {"MEMORY_LIMIT": "2 GB"}}, "MEMORY_LIMIT '2 GB' is not valid"),
+])
+def test_what_two_studies_cannot_share_is_refused_with_the_file_named(tmp_path, studies, message):
+    found = validate.settings_problems(make(tmp_path, studies))
+    assert any(message in problem for problem in found), found
+
+
+def test_studies_by_name_share_443_and_studies_by_address_get_their_own_port(tmp_path):
+    loaded = make(tmp_path, {"named": {"DOMAIN": "named.example.edu"}, "first": {}, "second": {"HTTPS_PORT": "8444"}},
+                  LETSENCRYPT_EMAIL="me@example.edu")
+    files = proxy.render(loaded)
+    servers = files["studies.conf"]
+    assert "server_name named.example.edu;" in servers
+    assert "listen 8443 ssl default_server;" in servers  # first: by address on the server's port
+    assert "listen 8444 ssl default_server;" in servers
+    assert "set $otree_upstream http://lab-second-otree:8000;" in servers
+    assert "alias /srv/static/named/;" in servers
+    assert files["letsencrypt.list"] == "named named.example.edu\n"
+    assert '"0.0.0.0:8444:8444"' in files["ports.yml"]
+    assert files["studies/named/name"] == "named.example.edu\n"
+    # A port with a study reached by address needs no handshake refusal; 8443 has one here.
+    assert "ssl_reject_handshake" not in files["proxy.conf"]
+
+
+def test_a_server_with_named_studies_only_refuses_unknown_names_at_the_handshake(tmp_path):
+    files = proxy.render(make(tmp_path, {"named": {"DOMAIN": "named.example.edu", "ADMIN_ALLOW_IPS": "10.0.0.0/8"}}))
+    assert "listen 8443 ssl default_server;\n    ssl_reject_handshake on;" in files["proxy.conf"]
+    assert '"named.example.edu" 1;' in files["proxy.conf"]
+    assert "default 0; 10.0.0.0/8 1;" in files["studies.conf"]
+    assert files["ports.yml"].endswith("ports: []\n")
+
+
+def test_a_one_study_env_splits_into_the_servers_and_the_studys_settings():
+    raw = {"STACK_NAME": "otree", "HTTPS_PORT": "443", "DOMAIN": "a.example.edu", "OTREE_ADMIN_PASSWORD": "x",
+           "REDIS_ENABLED": "0", "BACKUP_DIR": "backups"}
+    assert settings.holds_a_study(raw)
+    server, study = settings.split(raw)
+    assert server == {"STACK_NAME": "otree", "HTTPS_PORT": "443"}
+    assert study == {"DOMAIN": "a.example.edu", "OTREE_ADMIN_PASSWORD": "x", "BACKUP_DIR": "backups"}
+    assert settings.first_study_name("otree_lab") == "otree-lab"
