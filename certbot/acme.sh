@@ -3,7 +3,8 @@
 # /etc/nginx/edge/letsencrypt.list ("study domain" lines, rendered by `invoke`, stack/edge.py).
 # `acme loop`: obtain each study's certificate (a study added later within a minute), then check
 # twice a day and renew when one is due (certbot renews 30 days before expiry).
-# `acme once [STUDY]`: one attempt now, for one study or all.
+# `acme once [STUDY [DOMAIN]] [-- CERTBOT OPTIONS]`: one attempt now, for one study or all; with
+# DOMAIN, for that name instead of the listed one (to check a new name's DNS before switching).
 # Each study's result goes to /var/lib/acme/result/STUDY for `invoke status` and `invoke up`.
 set -u
 state=/var/lib/acme
@@ -20,9 +21,10 @@ fi
 # A private ACME server's own CA (ACME_CA_FILE), e.g. a test server.
 [ -s /etc/acme-ca.pem ] && export REQUESTS_CA_BUNDLE=/etc/acme-ca.pem
 
-attempt() {  # attempt STUDY DOMAIN
+attempt() {  # attempt STUDY DOMAIN [CERTBOT OPTIONS]
   study=$1 domain=$2
-  set -- --config-dir "$state/config" --work-dir /tmp/certbot/work --logs-dir /tmp/certbot/logs \
+  shift 2
+  set -- "$@" --config-dir "$state/config" --work-dir /tmp/certbot/work --logs-dir /tmp/certbot/logs \
     --non-interactive --agree-tos --email "$LETSENCRYPT_EMAIL" --webroot -w /var/www/acme \
     --cert-name "$study" -d "$domain" --keep-until-expiring --deploy-hook acme-deploy-hook
   [ -n "${ACME_DIRECTORY_URL:-}" ] && set -- "$@" --server "$ACME_DIRECTORY_URL"
@@ -39,19 +41,21 @@ attempt() {  # attempt STUDY DOMAIN
   return 1
 }
 
-each() {  # each [STUDY]: attempt every listed study (or the one named); fails if any failed
-  failed=0
+if [ "${1:-loop}" = once ]; then
+  shift
+  only="" name=""
+  [ "${1:-}" = "--" ] || { only=${1:-}; [ $# -gt 0 ] && shift; }
+  [ "${1:-}" = "--" ] || { name=${1:-}; [ $# -gt 0 ] && shift; }
+  [ "${1:-}" = "--" ] && shift
+  failed=0 found=""
   while read -r study domain; do
     [ -n "$study" ] || continue
-    [ -z "${1:-}" ] || [ "$1" = "$study" ] || continue
-    attempt "$study" "$domain" || failed=1
+    [ -z "$only" ] || [ "$only" = "$study" ] || continue
+    found=yes
+    attempt "$study" "${name:-$domain}" "$@" || failed=1
   done < "$list"
-  return $failed
-}
-
-if [ "${1:-loop}" = once ]; then
-  each "${2:-}"
-  exit $?
+  [ -n "$found" ] || { echo "Let's Encrypt: no study ${only:+named $only }with a DOMAIN is listed." >&2; exit 1; }
+  exit $failed
 fi
 while true; do
   while read -r study domain; do

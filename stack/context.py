@@ -1,5 +1,5 @@
 """Everything a task needs: the checked settings, the study it acts on, its Compose project."""
-from . import compose, project, settings as settings_module, validate
+from . import compose, envfile, settings as settings_module, upgrade, validate
 from .console import StackError
 
 
@@ -20,6 +20,10 @@ class Context:
 
 def checked_settings(env_path=None):
     """Read the server's settings and every study's; refuse with every problem listed."""
+    env_path = env_path or envfile.path()
+    if upgrade.needed(env_path):
+        raise StackError(f"{env_path} is from before this server ran several studies. Run `invoke up` once: it "
+                         "moves the study's settings to their own file and keeps its data, certificate and address.")
     loaded = settings_module.load(env_path)
     problems = validate.settings_problems(loaded)
     if problems:
@@ -29,11 +33,9 @@ def checked_settings(env_path=None):
     return loaded
 
 
-def load(study=None, need_docker=True, purpose="acts on"):
+def load(study=None, purpose="acts on"):
     """The context of the study named, or of the only one (several and no name: refused)."""
     loaded = checked_settings()
     chosen = loaded.study(study, purpose)
-    project.directory(chosen.project_dir)
-    if need_docker:
-        compose.require_docker()
+    compose.require_docker()
     return Context(loaded, chosen)

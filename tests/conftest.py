@@ -24,11 +24,14 @@ TEST_LOGIN_LIMIT = {"LOGIN_RATE_LIMIT": "60r/m", "LOGIN_RATE_BURST": "20"}
 class Stack:
     """A test server with one study (the tests' own stacks)."""
 
-    def __init__(self, env_path):
+    def __init__(self, env_path, study=None):
+        """The server's first study, or the study named, as participants reach it from here."""
         self.env_path = env_path
-        self.values = load_env(env_path)
-        self.name = settings.load(env_path).studies[0].name
-        self.https = f"https://127.0.0.1:{self.values['HTTPS_PORT']}"
+        loaded = settings.load(env_path)
+        chosen = loaded.study(study) if study else loaded.studies[0]
+        self.values = {**loaded.server.values, **chosen.values} if study else load_env(env_path)
+        self.name = chosen.name
+        self.https = chosen.url().rstrip("/") if study else f"https://127.0.0.1:{self.values['HTTPS_PORT']}"
         self.http = f"http://127.0.0.1:{self.values['HTTP_PORT']}"
 
     def invoke(self, *args, **kwargs):
@@ -84,7 +87,7 @@ def start_stack(directory, name=TEST_STACK, port_shift=0, **overrides):
 
 def stop_stack(stack):
     """The study's containers and database, then the proxy's containers, volumes and networks."""
-    invoke(stack.env_path, "down", "--delete-data", "--confirm", stack.name, check=False)
+    invoke(stack.env_path, "down", "--study", stack.name, "--delete-data", "--confirm", stack.name, check=False)
     server = settings.load(stack.env_path).server
     proxy = compose_module.for_proxy(server)
     subprocess.run(proxy.command("down", "--volumes", "--remove-orphans"), env=proxy.environment, capture_output=True)

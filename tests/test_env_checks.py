@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from stack import envfile, validate
+from stack import envfile, settings, study, validate
 from tests.conftest import make_env_values
 from tests.helpers import containers_of, invoke, write_env
 
@@ -14,7 +14,8 @@ BAD_CASES = {
     "production off": ({"OTREE_PRODUCTION": "0"}, "OTREE_PRODUCTION is '0'; it must be 1"),
     "production words": ({"OTREE_PRODUCTION": "true"}, "OTREE_PRODUCTION is 'true'; it must be 1"),
     "auth level lower case": ({"OTREE_AUTH_LEVEL": "study"}, "OTREE_AUTH_LEVEL is 'study'; it must be STUDY or DEMO"),
-    "auth level empty": ({"OTREE_AUTH_LEVEL": ""}, "OTREE_AUTH_LEVEL is ''; it must be STUDY or DEMO"),
+    "auth level mixed case": ({"OTREE_AUTH_LEVEL": "Demo"}, "OTREE_AUTH_LEVEL is 'Demo'; it must be STUDY or DEMO"),
+    "limit not a number": ({"CPU_LIMIT": "all"}, "CPU_LIMIT 'all' is not valid"),
     "admin password missing": ({"OTREE_ADMIN_PASSWORD": ""}, "OTREE_ADMIN_PASSWORD is missing"),
     "admin password weak": ({"OTREE_ADMIN_PASSWORD": "password"}, "OTREE_ADMIN_PASSWORD is too weak"),
     "admin password short": ({"OTREE_ADMIN_PASSWORD": "xK3#pQ9"}, "OTREE_ADMIN_PASSWORD is too weak"),
@@ -62,24 +63,37 @@ def test_invoke_up_refuses_bad_env_before_any_container_starts(good_env, change,
 
 def test_every_problem_is_listed_at_once(good_env):
     path, values = good_env
-    write_env(path, {**values, "OTREE_PRODUCTION": "", "OTREE_AUTH_LEVEL": "demo", "DOMAIN": "bad_domain"})
+    write_env(path, {**values, "OTREE_PRODUCTION": "0", "OTREE_AUTH_LEVEL": "demo", "DOMAIN": "bad_domain"})
     result = invoke(path, "up", check=False)
-    assert "has 3 problem(s)" in result.stderr
+    assert "have 3 problem(s)" in result.stderr
 
 
-def test_the_created_env_file_is_private_and_holds_strong_secrets(tmp_path):
+@pytest.mark.unit
+def test_a_blank_setting_means_its_secure_default():
+    loaded = settings.with_defaults(settings.STUDY_DEFAULTS, {"OTREE_PRODUCTION": "", "OTREE_AUTH_LEVEL": " "})
+    assert (loaded["OTREE_PRODUCTION"], loaded["OTREE_AUTH_LEVEL"]) == ("1", "STUDY")
+
+
+@pytest.mark.unit
+def test_the_created_settings_files_are_private_and_hold_strong_secrets(tmp_path):
     path = str(tmp_path / ".env")
     assert envfile.create_if_missing(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    values = envfile.load(path)
-    assert validate.problems(values) == []
+    assert validate.server_problems(envfile.load(path)) == []
+    server = settings.Server(path, settings.with_defaults(settings.SERVER_DEFAULTS, {"STUDIES_DIR": str(tmp_path)}))
+    study.add_first(server)
+    study_file = settings.study_path(server, "otree")
+    assert stat.S_IMODE(os.stat(study_file).st_mode) == 0o600
+    values = envfile.load(study_file)
+    assert validate.study_problems(values) == []
     for key, length in envfile.SECRET_LENGTHS.items():
         assert len(values[key]) == length
-    other = str(tmp_path / "other.env")
-    envfile.create_if_missing(other)
-    assert envfile.load(other)["OTREE_SECRET_KEY"] != values["OTREE_SECRET_KEY"]
+    other = settings.Server(path, settings.with_defaults(settings.SERVER_DEFAULTS, {"STUDIES_DIR": str(tmp_path / "b")}))
+    study.add_first(other)
+    assert envfile.load(settings.study_path(other, "otree"))["OTREE_SECRET_KEY"] != values["OTREE_SECRET_KEY"]
 
 
+@pytest.mark.unit
 def test_an_existing_env_file_is_never_overwritten(tmp_path):
     path = tmp_path / ".env"
     path.write_text("OTREE_ADMIN_PASSWORD=mine\n")
@@ -87,11 +101,13 @@ def test_an_existing_env_file_is_never_overwritten(tmp_path):
     assert path.read_text() == "OTREE_ADMIN_PASSWORD=mine\n"
 
 
+@pytest.mark.unit
 def test_parse_handles_comments_quotes_and_export():
     values = envfile.parse('# comment\n\nexport A=1\nB="two words"\nC=\'x\'\nD=\n')
     assert values == {"A": "1", "B": "two words", "C": "x", "D": ""}
 
 
+@pytest.mark.unit
 def test_parse_names_the_broken_line():
     with pytest.raises(Exception, match="line 2"):
         envfile.parse("A=1\nthis is not a setting\n")

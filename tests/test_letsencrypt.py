@@ -78,9 +78,9 @@ def acme(tmp_path_factory):
 
     def start_pebble():
         nginx = stack.compose("ps", "--quiet", "nginx").stdout.strip()
-        address = subprocess.run(["docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{NAME}_frontend")'
+        address = subprocess.run(["docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{NAME}_outside")'
                                   '.IPAddress}}', nginx], capture_output=True, text=True, check=True).stdout.strip()
-        subprocess.run(["docker", "run", "-d", "--rm", "--name", pebble, "--network", f"{NAME}_frontend",
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", pebble, "--network", f"{NAME}_outside",
                         "--network-alias", "pebble", "--add-host", f"{DOMAIN}:{address}",
                         # A name that points at a closed port: a challenge that fails.
                         "--add-host", "unreachable.test:127.0.0.1",
@@ -110,7 +110,7 @@ def test_issuance_renewal_without_dropping_a_websocket_and_a_failed_challenge(ac
     assert "could not issue" not in result.stderr, result.stderr
     leaf = wait_for_leaf(stack, lambda leaf: "Pebble" in issuer(leaf))
     assert "Pebble" in issuer(leaf)
-    issued = stack.compose("exec", "-T", "certbot", "cat", "/var/lib/acme/config/live/stack/cert.pem").stdout
+    issued = stack.compose("exec", "-T", "certbot", "cat", f"/var/lib/acme/config/live/{stack.name}/cert.pem").stdout
     assert x509.load_pem_x509_certificate(issued.encode()).serial_number == leaf.serial_number
     assert re.search(r"TLS\s+Let's Encrypt, valid until", stack.invoke("status").stdout)
     assert "Strict-Transport-Security" in https(stack, "GET", "/login").headers
@@ -119,7 +119,7 @@ def test_issuance_renewal_without_dropping_a_websocket_and_a_failed_challenge(ac
     waiting = websocket.create_connection(
         f"wss://127.0.0.1:{stack.values['HTTPS_PORT']}/wait_for_session_in_room?room_name=prolific"
         "&participant_label=W1&tab_unique_id=w1", host=DOMAIN, sslopt={"cert_reqs": ssl.CERT_NONE}, timeout=30)
-    stack.compose("exec", "-T", "certbot", "acme", "once", "--force-renewal")
+    stack.compose("exec", "-T", "certbot", "acme", "once", stack.name, "--", "--force-renewal")
     renewed = wait_for_leaf(stack, lambda new: new.serial_number != leaf.serial_number)
     assert renewed.serial_number != leaf.serial_number and "Pebble" in issuer(renewed)
     https(stack, "POST", "/api/sessions", json=dict(session_config_name="prolific_study", num_participants=3,
@@ -127,7 +127,7 @@ def test_issuance_renewal_without_dropping_a_websocket_and_a_failed_challenge(ac
     assert json.loads(waiting.recv()) == {"status": "session_ready"}  # the same connection, still open
     waiting.close()
 
-    failed = stack.compose("exec", "-T", "-e", "DOMAIN=unreachable.test", "certbot", "acme", "once", check=False)
+    failed = stack.compose("exec", "-T", "certbot", "acme", "once", stack.name, "unreachable.test", check=False)
     assert failed.returncode != 0
     status = stack.invoke("status")
     assert "Let's Encrypt could not issue" in status.stderr and "unreachable.test" in status.stderr, status.stderr

@@ -1,14 +1,17 @@
-"""Several studies on one server, on real containers: the example study and a second project,
-each reached on its own HTTPS port of one proxy (a server without DNS names), played at the same
-time by participants through nginx; each study's rows in its own database only; admin passwords,
-databases and backups kept apart; one study's backup, resetdb and removal leave the other's data
-byte-identical; bad `study add` input refused before anything is built; limits in docker inspect."""
+"""Several studies on one server, on real containers, behind one proxy: the example study reached
+by address, a second project by its DNS name on the same HTTPS port, and a third by address on a
+port of its own. Participants play the first two at the same time in real browsers; each study's
+rows are in its own database only; admin passwords, databases and backups are kept apart; one
+study's backup, restore, resetdb and removal leave the others' data byte-identical; bad `study add`
+input is refused before anything is built; limits show in docker inspect; a killed Postgres comes
+back by itself."""
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
-import threading
+import time
 
 import pytest
 import requests
@@ -17,13 +20,15 @@ from stack import settings
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.helpers import REPO_ROOT, compose, invoke
 from tests.participants import join, play_together
+from tests.test_closed_doors import PARTICIPANT, crawl
 from tests.test_https_proxy import login
+from tests.test_study_in_browser import CHROMIUM_ARGS, contribute, finish, participant, play_until_grouping
 
 pytestmark = pytest.mark.docker
 
 SERVER = "otreestudies"
-SECOND = "second"
-SECOND_PORT = 18449
+SECOND, SECOND_DOMAIN = "second", "second.test"  # by name, on the first study's port
+THIRD, THIRD_PORT = "third", 18449  # by address, on a port of its own
 SECOND_PROJECT = os.path.join(".test-projects", "second-study")
 
 
@@ -36,13 +41,26 @@ def export_digest(stack, study, tmp_path, name):
             if path.name != "manifest.json"}
 
 
-def rest(stack, study, method, path, **kwargs):
-    values = settings.load(stack.env_path).study(study).values
-    port = SECOND_PORT if study == SECOND else int(stack.values["HTTPS_PORT"])
-    response = requests.request(method, f"https://127.0.0.1:{port}{path}", verify=False, timeout=60,
-                                headers={"otree-rest-key": values["OTREE_REST_KEY"]}, **kwargs)
-    response.raise_for_status()
-    return response.json()
+def study_stack(server, study):
+    """The study as participants reach it: by name (SECOND_DOMAIN resolves to this machine, see
+    below) or by this machine's address and the study's port."""
+    return Stack(server.env_path, study)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def second_domain_resolves_here():
+    """SECOND_DOMAIN resolves to 127.0.0.1 for this process's clients (requests, websockets), as
+    its DNS would for participants; the browser gets the same rule from Chromium's
+    --host-resolver-rules. The proxy sees the name in SNI and Host, as in a real study."""
+    real = socket.getaddrinfo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo",
+                      lambda host, *args, **kwargs: real("127.0.0.1" if host == SECOND_DOMAIN else host, *args, **kwargs))
+        yield
+
+
+def rest(server, study, method, path, **kwargs):
+    return study_stack(server, study).rest(method, path, **kwargs)
 
 
 def sql(stack, study, query):
@@ -58,11 +76,14 @@ def server(tmp_path_factory):
     first = start_stack(str(tmp_path_factory.mktemp("studies")), SERVER, port_shift=5)
     try:
         added = invoke(first.env_path, "study", "add", SECOND, "--project", SECOND_PROJECT,
-                       "--port", str(SECOND_PORT))
-        assert f"The study '{SECOND}' is up: https://127.0.0.1:{SECOND_PORT}/" in added.stdout
+                       "--domain", SECOND_DOMAIN)
+        assert f"The study '{SECOND}' is up: https://{SECOND_DOMAIN}:{first.values['HTTPS_PORT']}/" in added.stdout
+        added = invoke(first.env_path, "study", "add", THIRD, "--project", "otree_project", "--port", str(THIRD_PORT))
+        assert f"The study '{THIRD}' is up: https://127.0.0.1:{THIRD_PORT}/" in added.stdout
         yield first
     finally:
-        invoke(first.env_path, "down", "--study", SECOND, "--delete-data", "--confirm", SECOND, check=False)
+        for name in (SECOND, THIRD):
+            invoke(first.env_path, "down", "--study", name, "--delete-data", "--confirm", name, check=False)
         stop_stack(first)
         shutil.rmtree(os.path.join(REPO_ROOT, SECOND_PROJECT), ignore_errors=True)
 
@@ -71,43 +92,66 @@ def test_a_task_that_changes_data_refuses_to_guess_between_studies(server):
     for args in (["backup"], ["resetdb", "--confirm", SERVER], ["restore", "latest"], ["export-data"]):
         refused = server.invoke(*args, check=False)
         assert refused.returncode == 1, args
-        assert "several studies" in refused.stderr and f"Studies: {SERVER}, {SECOND}" in refused.stderr
+        assert "several studies" in refused.stderr and f"Studies: {SERVER}, {SECOND}, {THIRD}" in refused.stderr
     listing = server.invoke("studies").stdout
-    assert f"https://127.0.0.1:{SECOND_PORT}/" in listing and "6.0.15" in listing
+    for address in (f"https://127.0.0.1:{server.values['HTTPS_PORT']}/",
+                    f"https://{SECOND_DOMAIN}:{server.values['HTTPS_PORT']}/", f"https://127.0.0.1:{THIRD_PORT}/"):
+        assert address in listing
+    assert listing.count("6.0.15") == 3
 
 
-def test_participants_play_both_studies_at_once_and_each_studys_rows_stay_in_its_database(server):
-    first = rest(server, SERVER, "POST", "/api/sessions", json={"session_config_name": "prolific_study",
-                                                                "num_participants": 3})
-    second = rest(server, SECOND, "POST", "/api/sessions", json={"session_config_name": "prolific_study",
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        rules = f"--host-resolver-rules=MAP {SECOND_DOMAIN} 127.0.0.1"
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, rules])
+        yield chromium
+        chromium.close()
+
+
+def test_participants_play_two_studies_at_once_in_browsers_and_each_studys_rows_stay_in_its_database(
+        server, browser):
+    sessions = {study: rest(server, study, "POST", "/api/sessions", json={
+        "session_config_name": "prolific_study", "num_participants": 3, "room_name": "prolific"})
+        for study in (SERVER, SECOND)}
+    players = [(study, f"{study}-{number}", participant(browser)) for study in (SERVER, SECOND) for number in range(3)]
+    for study, label, page in players:
+        play_until_grouping(page, f"{study_stack(server, study).https}/room/prolific?participant_label={label}")
+    for (study, label, page), amount in zip(players, (10, 20, 30, 5, 5, 5)):
+        contribute(page, amount)
+    for study, _, page in players:
+        page.wait_for_url("**/public_goods/Results/**")
+        assert f"Your group contributed {60 if study == SERVER else 15} points in total" in page.content()
+        finish(page)
+    for study, other in ((SERVER, SECOND), (SECOND, SERVER)):
+        assert sessions[study]["code"] in sql(server, study, "SELECT code FROM otree_session")
+        assert sessions[study]["code"] not in sql(server, other, "SELECT code FROM otree_session")
+        labels = set(sql(server, study, "SELECT label FROM otree_participant WHERE label IS NOT NULL"))
+        assert labels == {f"{study}-{number}" for number in range(3)}
+
+
+def test_plain_http_participants_play_the_study_on_its_own_port(server):
+    session = rest(server, THIRD, "POST", "/api/sessions", json={"session_config_name": "prolific_study",
                                                                  "num_participants": 3})
-    assert str(SECOND_PORT) in second["session_wide_url"]
-    players = join(first, 3, "first") + join(second, 3, "second")
-    threads = [threading.Thread(target=play_together, args=(group,)) for group in (players[:3], players[3:])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert first["code"] in sql(server, SERVER, "SELECT code FROM otree_session")
-    assert first["code"] not in sql(server, SECOND, "SELECT code FROM otree_session")
-    assert second["code"] in sql(server, SECOND, "SELECT code FROM otree_session")
-    assert second["code"] not in sql(server, SERVER, "SELECT code FROM otree_session")
-    assert set(sql(server, SECOND, "SELECT label FROM otree_participant WHERE label IS NOT NULL")) == \
-        {"second0", "second1", "second2"}
+    assert f":{THIRD_PORT}/" in session["session_wide_url"]
+    play_together(join(session, 3, "third"))
+    assert set(sql(server, THIRD, "SELECT label FROM otree_participant")) == {"third0", "third1", "third2"}
+    assert sql(server, SERVER, "SELECT count(*) FROM otree_participant WHERE label LIKE 'third%'") == ["0"]
 
 
 def test_each_admin_password_opens_its_own_study_only(server):
-    own = settings.load(server.env_path).study(SECOND).values["OTREE_ADMIN_PASSWORD"]
+    own = settings.load(server.env_path).study(THIRD).values["OTREE_ADMIN_PASSWORD"]
     other = Stack(server.env_path)
-    other.https = f"https://127.0.0.1:{SECOND_PORT}"
+    other.https = study_stack(server, THIRD).https
     _, right = login(other, own)
     assert right.status_code == 302
     _, wrong = login(other, server.values["OTREE_ADMIN_PASSWORD"])
     assert wrong.status_code == 200 and 'name="password"' in wrong.text
-    # And the first study's admin cookie is no key to the second's admin pages.
+    # The first study's admin cookie (sent to the same host on the other port) opens nothing there.
     first, _ = login(server, server.values["OTREE_ADMIN_PASSWORD"])
-    response = first.get(f"https://127.0.0.1:{SECOND_PORT}/sessions", timeout=30)
-    assert response.url.endswith("/login") or 'name="password"' in response.text
+    response = first.get(f"{study_stack(server, THIRD).https}/sessions", timeout=30)
+    assert response.url.endswith("/login") and 'name="password"' in response.text
 
 
 def test_a_studys_otree_cannot_resolve_or_reach_the_other_studys_database(server):
@@ -126,12 +170,25 @@ def test_a_studys_otree_cannot_resolve_or_reach_the_other_studys_database(server
         assert by_ip.returncode != 0
 
 
-def test_backup_and_resetdb_of_one_study_leave_the_others_data_byte_identical(server, tmp_path):
-    before = export_digest(server, SECOND, tmp_path, "before")
+def test_the_unauthenticated_crawl_finds_only_participant_doors_open_on_each_study(server):
+    """tests/test_closed_doors.py's crawl of every oTree route, against the second and third studies."""
+    for study in (SECOND, THIRD):
+        assert crawl(study_stack(server, study), PARTICIPANT) == [], study
+    # A name no study has gets no answer.
+    unknown = subprocess.run(["curl", "-sk", "--resolve", f"nobody.test:{server.values['HTTPS_PORT']}:127.0.0.1",
+                              f"https://nobody.test:{server.values['HTTPS_PORT']}/login"], capture_output=True)
+    assert unknown.returncode != 0
+
+
+def test_backup_restore_and_resetdb_of_one_study_leave_the_others_data_byte_identical(server, tmp_path):
+    before = {study: export_digest(server, study, tmp_path, f"{study}-before") for study in (SECOND, THIRD)}
     server.invoke("backup", "--study", SERVER)
     server.invoke("resetdb", "--study", SERVER, "--confirm", SERVER)
     assert sql(server, SERVER, "SELECT count(*) FROM otree_session") == ["0"]
-    assert export_digest(server, SECOND, tmp_path, "after") == before
+    server.invoke("restore", "latest", "--study", SERVER, "--confirm", SERVER)
+    assert sql(server, SERVER, "SELECT count(*) FROM otree_session") != ["0"]
+    for study in (SECOND, THIRD):
+        assert export_digest(server, study, tmp_path, f"{study}-after") == before[study]
     backups_of_first = settings.load(server.env_path).study(SERVER).backup_dir
     backups_of_second = settings.load(server.env_path).study(SECOND).backup_dir
     assert os.path.commonpath([backups_of_first, backups_of_second]) not in (backups_of_first, backups_of_second)
@@ -139,7 +196,7 @@ def test_backup_and_resetdb_of_one_study_leave_the_others_data_byte_identical(se
 
 def test_cpu_and_memory_limits_are_set_per_study(server):
     for service in ("otree", "postgres"):
-        container = f"{SERVER}-{SECOND}-{service}-1"
+        container = f"{SERVER}-{THIRD}-{service}-1"
         host = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
                                          check=True).stdout)[0]["HostConfig"]
         assert host["NanoCpus"] == 1_500_000_000
@@ -167,16 +224,34 @@ def test_study_add_refuses_bad_input_before_anything_is_built(server, args, mess
     assert "Building" not in result.stdout
 
 
-def test_study_remove_takes_a_verified_backup_needs_the_name_and_leaves_the_other(server, tmp_path):
+def test_a_killed_postgres_comes_back_by_itself_and_a_second_one_on_its_volume_is_refused(server):
+    container = f"{SERVER}-{THIRD}-postgres-1"
+    subprocess.run(["docker", "kill", "--signal", "KILL", container], check=True, capture_output=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", container],
+                                capture_output=True, text=True).stdout.strip()
+        if health == "healthy":
+            break
+        time.sleep(2)
+    assert health == "healthy"
+    assert sql(server, THIRD, "SELECT count(*) FROM otree_participant WHERE label LIKE 'third%'") == ["3"]
+    second = compose(server.env_path, THIRD, "run", "--rm", "--no-deps", "-T", "postgres", check=False)
+    assert second.returncode != 0
+    assert "another Postgres container" in second.stdout + second.stderr
+    assert sql(server, THIRD, "SELECT count(*) FROM otree_participant WHERE label LIKE 'third%'") == ["3"]
+
+
+def test_study_remove_takes_a_verified_backup_needs_the_name_and_leaves_the_others(server, tmp_path):
     before = export_digest(server, SERVER, tmp_path, "first-before")
-    refused = server.invoke("study", "remove", SECOND, "--confirm", "wrong", check=False)
+    refused = server.invoke("study", "remove", THIRD, "--confirm", "wrong", check=False)
     assert refused.returncode == 1 and "Nothing was changed" in refused.stderr
-    removed = server.invoke("study", "remove", SECOND, "--confirm", SECOND)
-    assert "before-remove" in removed.stdout and f"Removed the study '{SECOND}'" in removed.stdout
+    removed = server.invoke("study", "remove", THIRD, "--confirm", THIRD)
+    assert "before-remove" in removed.stdout and f"Removed the study '{THIRD}'" in removed.stdout
     backup_dir = [line for line in removed.stdout.splitlines() if "Its data as it was is backup" in line][0]
     path = backup_dir.split(": ", 1)[1].strip()
     assert os.path.isfile(os.path.join(path, "otree.dump"))
-    assert [study.name for study in settings.load(server.env_path).studies] == [SERVER]
+    assert [study.name for study in settings.load(server.env_path).studies] == [SERVER, SECOND]
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"https://127.0.0.1:{SECOND_PORT}/login", verify=False, timeout=10)
+        requests.get(f"{study_stack(server, THIRD).https}/login", verify=False, timeout=10)
     assert export_digest(server, SERVER, tmp_path, "first-after") == before
