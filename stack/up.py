@@ -10,7 +10,7 @@ from .console import info, step
 def run(study_name=None, rebuild=False, pull=False):
     env_path = envfile.path()
     if envfile.create_if_missing(env_path):
-        step(f"Created {env_path}, the server's settings (mode 600; keep it private, never commit it).")
+        step(f"Created {env_path}, the server's settings (ports, Let's Encrypt account, the stack's name).")
     upgrade.run(env_path)
     loaded = context.checked_settings()
     if not loaded.studies:

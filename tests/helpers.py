@@ -1,5 +1,7 @@
 """Helpers for the end-to-end tests: run the README's invoke tasks, query the real Postgres."""
+import contextlib
 import os
+import socket
 import subprocess
 
 from stack import compose as compose_module, envfile, settings
@@ -46,7 +48,23 @@ def psql(env_path, stack_name, sql):
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
-def _write(path, values):
+@contextlib.contextmanager
+def resolving_here(*names):
+    """These DNS names resolve to 127.0.0.1 for this process's clients (requests, websockets), as a
+    study's DNS would for its participants: the proxy sees the name in SNI and Host, as for real."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real("127.0.0.1" if host in names else host, *args, **kwargs)
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+def write_file(path, values):
+    """KEY=VALUE lines, as they are (a settings file of any layout)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{key}={value}\n" for key, value in values.items())
@@ -57,12 +75,12 @@ def write_env(path, values):
     """A test server's settings from one dict, as the tests edit them: the server's keys into
     `path`, a study's into STUDIES_DIR/<first study>.env."""
     if not settings.holds_a_study(values):
-        _write(path, values)
+        write_file(path, values)
         return
     server, study = settings.split(values)
-    _write(path, server)
+    write_file(path, server)
     name = settings.first_study_name(server.get("STACK_NAME", "otree"))
-    _write(settings.study_path(settings.read_server(path), name), study)
+    write_file(settings.study_path(settings.read_server(path), name), study)
 
 
 def load_env(path):

@@ -1,6 +1,7 @@
 """Closed doors: every route oTree registers, HTTP and websocket, asked without credentials
 through nginx under STUDY and DEMO; the admin address allow-list; unknown Host names; the login
 rate limit; who may frame which page."""
+import dataclasses
 import json
 import re
 import ssl
@@ -13,9 +14,10 @@ import pytest
 import requests
 import websocket
 
+from stack import proxy, settings
 from stack.validate import admin_allow_problems, problems
 from tests.conftest import TEST_STACK, start_stack, stop_stack
-from tests.helpers import write_env
+from tests.helpers import resolving_here, write_env
 from tests.participants import join, play_together
 from tests.test_https_proxy import login
 
@@ -318,35 +320,48 @@ def test_unknown_host_names_get_no_answer(stack):
             assert response.status_code in (200, 301), (base, host)
 
 
-def test_unknown_host_names_get_no_answer_with_a_domain(stack):
-    """With DOMAIN set only that name is answered, even by IP address: the stack's nginx image on
-    its own (static files need no oTree)."""
-    image = f"otree-stack/nginx:{stack.name}"
-    container = subprocess.run(["docker", "run", "-d", "--rm", "-e", "DOMAIN=study.example.edu",
-                                "-e", "OTREE_AUTH_LEVEL=STUDY", "-p", "127.0.0.1::8443", "-p", "127.0.0.1::8080",
-                                image],
-                               capture_output=True, text=True, check=True).stdout.strip()
+def test_unknown_host_names_get_no_answer_with_a_domain(stack, tmp_path):
+    """With a study's DOMAIN set only that name is answered, even by IP address: the stack's nginx
+    image on its own, with the configuration invoke renders for that study (static files need no oTree)."""
+    loaded = settings.load(stack.env_path)
+    study = dataclasses.replace(loaded.studies[0], values={**loaded.studies[0].values, "DOMAIN": "study.example.edu"})
+    edge, static = tmp_path / "edge", tmp_path / "static"
+    for name, content in proxy.render(settings.Settings(loaded.server, (study,))).items():
+        (edge / name).parent.mkdir(parents=True, exist_ok=True)
+        (edge / name).write_text(content)
+    (static / study.name).mkdir(parents=True)
+    (static / study.name / "favicon.ico").write_bytes(b"icon")
+    image = f"otree-stack/nginx:{loaded.server.name}"
+    container = subprocess.run(["docker", "run", "-d", "--rm", "-v", f"{edge}:/etc/nginx/edge:ro",
+                                "-v", f"{static}:/srv/static:ro", "-p", "127.0.0.1::8443", "-p", "127.0.0.1::8080",
+                                image], capture_output=True, text=True, check=True).stdout.strip()
     try:
         def port(inside):
             return subprocess.run(["docker", "port", container, inside], capture_output=True, text=True,
                                   check=True).stdout.split(":")[-1].strip()
-        base = f"https://127.0.0.1:{port('8443')}/static/favicon.ico"
-        plain = f"http://127.0.0.1:{port('8080')}/room/prolific"
-        deadline = time.time() + 30
-        while True:
-            try:
-                ok = requests.get(base, headers={"Host": "study.example.edu"}, verify=False, timeout=5)
-                break
-            except requests.exceptions.ConnectionError:
-                assert time.time() < deadline
-                time.sleep(0.5)
-        assert ok.status_code == 200
-        redirect = requests.get(plain, headers={"Host": "study.example.edu"}, timeout=5, allow_redirects=False)
-        assert redirect.status_code == 301
-        for host in ("127.0.0.1", "evil.example", "study.example.edu.evil.example"):
-            for url in (base, plain):
-                with pytest.raises(requests.exceptions.ConnectionError):
-                    requests.get(url, headers={"Host": host}, verify=False, timeout=5)
+
+        def url(host, scheme="https", path="/static/favicon.ico"):
+            return f"{scheme}://{host}:{port('8443' if scheme == 'https' else '8080')}{path}"
+        with resolving_here("study.example.edu", "evil.example", "study.example.edu.evil.example"):
+            deadline = time.time() + 30
+            while True:
+                try:
+                    ok = requests.get(url("study.example.edu"), verify=False, timeout=5)
+                    break
+                except requests.exceptions.ConnectionError:
+                    assert time.time() < deadline
+                    time.sleep(0.5)
+            assert ok.status_code == 200 and ok.content == b"icon"
+            redirect = requests.get(url("study.example.edu", "http", "/room/prolific"), timeout=5,
+                                    allow_redirects=False)
+            assert redirect.status_code == 301
+            for host in ("127.0.0.1", "evil.example", "study.example.edu.evil.example"):
+                for address in (url(host), url(host, "http", "/room/prolific")):
+                    with pytest.raises(requests.exceptions.ConnectionError):
+                        requests.get(address, verify=False, timeout=5)
+            # The right name in TLS but another in Host: no answer either.
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(url("study.example.edu"), headers={"Host": "evil.example"}, verify=False, timeout=5)
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
 

@@ -15,7 +15,7 @@ import websocket
 from cryptography import x509
 
 from tests.conftest import TEST_STACK, Stack, make_env_values, stop_stack
-from tests.helpers import REPO_ROOT, invoke, write_env
+from tests.helpers import REPO_ROOT, invoke, resolving_here, write_env
 from tests.pki import issue, key_pem, pem
 
 NAME = f"{TEST_STACK}-acme"
@@ -45,9 +45,14 @@ def issuer(leaf):
 
 
 def https(stack, method, path, **kwargs):
-    return requests.request(method, f"https://127.0.0.1:{stack.values['HTTPS_PORT']}{path}", verify=False,
-                            headers={"Host": DOMAIN, "otree-rest-key": stack.values["OTREE_REST_KEY"]},
-                            timeout=60, **kwargs)
+    return requests.request(method, f"https://{DOMAIN}:{stack.values['HTTPS_PORT']}{path}", verify=False,
+                            headers={"otree-rest-key": stack.values["OTREE_REST_KEY"]}, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def domain_resolves_here():
+    with resolving_here(DOMAIN):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +122,8 @@ def test_issuance_renewal_without_dropping_a_websocket_and_a_failed_challenge(ac
 
     # A participant waits in the room on a websocket while the certificate is renewed.
     waiting = websocket.create_connection(
-        f"wss://127.0.0.1:{stack.values['HTTPS_PORT']}/wait_for_session_in_room?room_name=prolific"
-        "&participant_label=W1&tab_unique_id=w1", host=DOMAIN, sslopt={"cert_reqs": ssl.CERT_NONE}, timeout=30)
+        f"wss://{DOMAIN}:{stack.values['HTTPS_PORT']}/wait_for_session_in_room?room_name=prolific"
+        "&participant_label=W1&tab_unique_id=w1", sslopt={"cert_reqs": ssl.CERT_NONE}, timeout=30)
     stack.compose("exec", "-T", "certbot", "acme", "once", stack.name, "--", "--force-renewal")
     renewed = wait_for_leaf(stack, lambda new: new.serial_number != leaf.serial_number)
     assert renewed.serial_number != leaf.serial_number and "Pebble" in issuer(renewed)

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -18,7 +17,7 @@ import requests
 
 from stack import settings
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.helpers import REPO_ROOT, compose, invoke
+from tests.helpers import REPO_ROOT, compose, invoke, resolving_here
 from tests.participants import join, play_together
 from tests.test_closed_doors import PARTICIPANT, crawl
 from tests.test_https_proxy import login
@@ -49,13 +48,8 @@ def study_stack(server, study):
 
 @pytest.fixture(scope="module", autouse=True)
 def second_domain_resolves_here():
-    """SECOND_DOMAIN resolves to 127.0.0.1 for this process's clients (requests, websockets), as
-    its DNS would for participants; the browser gets the same rule from Chromium's
-    --host-resolver-rules. The proxy sees the name in SNI and Host, as in a real study."""
-    real = socket.getaddrinfo
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo",
-                      lambda host, *args, **kwargs: real("127.0.0.1" if host == SECOND_DOMAIN else host, *args, **kwargs))
+    """The browser gets the same rule from Chromium's --host-resolver-rules."""
+    with resolving_here(SECOND_DOMAIN):
         yield
 
 
@@ -206,8 +200,8 @@ def test_cpu_and_memory_limits_are_set_per_study(server):
 @pytest.mark.parametrize("args, message", [
     (["Bad_Name", "--project", "otree_project"], "is not a valid study name"),
     ([SECOND, "--project", "otree_project"], "There is already a study named 'second'"),
-    (["third", "--project", "no-such-folder"], "does not exist"),
-    (["third", "--project", "tests/.old-otree"], "pins oTree before 5"),
+    (["fourth", "--project", "no-such-folder"], "does not exist"),
+    (["fourth", "--project", "tests/.old-otree"], "pins oTree before 5"),
 ])
 def test_study_add_refuses_bad_input_before_anything_is_built(server, args, message):
     old = os.path.join(REPO_ROOT, "tests", ".old-otree")
@@ -220,26 +214,41 @@ def test_study_add_refuses_bad_input_before_anything_is_built(server, args, mess
     finally:
         shutil.rmtree(old)
     assert result.returncode == 1 and message in result.stderr, result.stderr
-    assert "third" not in [study.name for study in settings.load(server.env_path).studies]
+    assert "fourth" not in [study.name for study in settings.load(server.env_path).studies]
     assert "Building" not in result.stdout
 
 
 def test_a_killed_postgres_comes_back_by_itself_and_a_second_one_on_its_volume_is_refused(server):
     container = f"{SERVER}-{THIRD}-postgres-1"
-    subprocess.run(["docker", "kill", "--signal", "KILL", container], check=True, capture_output=True)
+    # A crash, not `docker kill` (Docker restarts no container that was stopped on purpose): the
+    # server's process is killed from the host.
+    pid = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", container], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    os.kill(int(pid), 9)
     deadline = time.time() + 120
-    while time.time() < deadline:
-        health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", container],
-                                capture_output=True, text=True).stdout.strip()
-        if health == "healthy":
+    while True:
+        restarted = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}} {{.State.Health.Status}}",
+                                    container], capture_output=True, text=True).stdout.split()
+        if restarted[0] not in ("0", pid) and restarted[1] == "healthy" or time.time() > deadline:
             break
         time.sleep(2)
-    assert health == "healthy"
+    assert restarted[0] not in ("0", pid) and restarted[1] == "healthy", restarted
     assert sql(server, THIRD, "SELECT count(*) FROM otree_participant WHERE label LIKE 'third%'") == ["3"]
+    # oTree finds its database again by itself (its first query after the crash may fail).
+    deadline = time.time() + 60
+    while True:
+        try:
+            rest(server, THIRD, "POST", "/api/sessions", json={"session_config_name": "prolific_study",
+                                                               "num_participants": 3})
+            break
+        except requests.HTTPError:
+            assert time.time() < deadline, "oTree did not reconnect to its restarted database"
+            time.sleep(2)
     second = compose(server.env_path, THIRD, "run", "--rm", "--no-deps", "-T", "postgres", check=False)
     assert second.returncode != 0
     assert "another Postgres container" in second.stdout + second.stderr
     assert sql(server, THIRD, "SELECT count(*) FROM otree_participant WHERE label LIKE 'third%'") == ["3"]
+    assert "postgres" in compose(server.env_path, THIRD, "ps", "--status", "running", "--services").stdout.split()
 
 
 def test_study_remove_takes_a_verified_backup_needs_the_name_and_leaves_the_others(server, tmp_path):
@@ -253,5 +262,5 @@ def test_study_remove_takes_a_verified_backup_needs_the_name_and_leaves_the_othe
     assert os.path.isfile(os.path.join(path, "otree.dump"))
     assert [study.name for study in settings.load(server.env_path).studies] == [SERVER, SECOND]
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"{study_stack(server, THIRD).https}/login", verify=False, timeout=10)
+        requests.get(f"https://127.0.0.1:{THIRD_PORT}/login", verify=False, timeout=10)
     assert export_digest(server, SERVER, tmp_path, "first-after") == before

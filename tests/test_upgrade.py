@@ -14,7 +14,7 @@ import requests
 
 from stack import envfile, settings
 from tests.conftest import TEST_LOGIN_LIMIT
-from tests.helpers import REPO_ROOT, invoke, write_env
+from tests.helpers import REPO_ROOT, invoke, write_file
 from tests.participants import join, play_together
 from tests.test_https_proxy import login
 
@@ -70,7 +70,7 @@ def old_server(tmp_path_factory):
                   # Where this checkout keeps the studies' files after the update (the old release
                   # ignores it); by default they would go into the repository under test.
                   STUDIES_DIR=str(folder / "studies"))
-    write_env(env_path, values)
+    write_file(env_path, values)  # as the old release's .env: one file
     try:
         old_invoke(checkout, "up")
         yield checkout, env_path, values, folder
