@@ -105,7 +105,7 @@ def study(c, action, name, project=None, domain=None, port=None, confirm=None):
 @task
 @_friendly
 def studies(c):
-    """List the studies: address, oTree version, health, sessions, active participants, last backup, size."""
+    """List the studies: address, oTree version, health, sessions, active participants, last backup, disk used."""
     study_module.list_studies()
 
 

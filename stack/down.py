@@ -1,5 +1,5 @@
-"""`invoke down`: stop a study (or, with --proxy, the proxy). The data stays unless deleting it
-is confirmed by typing the study's name."""
+"""`invoke down`: stop a study. Its data stays unless deleting it is confirmed by typing the
+study's name."""
 import subprocess
 
 from . import backups, context, pagetimes
@@ -26,10 +26,14 @@ def run(study=None, delete_data=False, confirm=None):
         last = backups.take(ctx, "before-delete")
         info(f"The data as it was is backup {last.id}: {last.path}")
     else:
-        warn("No last backup was taken: the stack is not running.")
+        warn("No last backup was taken: the study is not running.")
     step(f"Stopping the study '{name}' and deleting its database")
+    delete_containers_and_data(ctx)
+    info(f"All data of the study '{name}' is gone. `invoke up --study {name}` starts it empty.")
+
+
+def delete_containers_and_data(ctx):
     ctx.compose.run("down", "--remove-orphans", "--volumes")
     # A volume kept from the one-study layout belongs to another Compose project, so `down` leaves it.
     subprocess.run(["docker", "volume", "rm", ctx.study.postgres_volume], capture_output=True)
-    info(f"All data of the study '{name}' is gone. `invoke up --study {name}` starts it empty.")
 

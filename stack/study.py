@@ -5,10 +5,9 @@ A study is one oTree process, one Postgres, its own backups, secrets and setting
 import os
 import re
 import shutil
-import subprocess
 import time
 
-from . import backups, context, envfile, pagetimes, project, proxy, settings, validate
+from . import backups, context, down, envfile, pagetimes, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
 FIRST_STUDY_PORT = 8444  # where studies reached by address get ports, after the server's own
@@ -34,8 +33,7 @@ def _write_new(path, text):
 
 def _free_port(loaded):
     used = {study.https_port for study in loaded.studies} | {loaded.server.http_port}
-    port = max(FIRST_STUDY_PORT, *(p + 1 for p in used if p >= FIRST_STUDY_PORT))
-    return port
+    return max([FIRST_STUDY_PORT, *(port + 1 for port in used if port >= FIRST_STUDY_PORT)])
 
 
 def _backup_dir_for(loaded, name):
@@ -63,7 +61,7 @@ def add(name, project_folder, domain=None, port=None):
         raise StackError(f"{validate.name_problem(name)} Nothing was added.")
     if any(study.name == name for study in loaded.studies):
         raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
-                         f"Choose another name; `invoke study list` shows the studies. Nothing was added.")
+                         f"Choose another name; `invoke studies` lists them. Nothing was added.")
     folder = os.path.abspath(project_folder)
     project.directory(folder)
     values = {"OTREE_PROJECT_DIR": os.path.relpath(folder, envfile.REPO_ROOT),
@@ -115,6 +113,8 @@ def _facts(ctx):
         facts["backup"] = good[0].split(":", 1)[1].strip() if good else "?"
         if code:
             facts["backup"] += " (PROBLEM: see invoke status)"
+        used = ctx.compose.run("exec", "-T", "backup", "du", "-sh", "/backups", capture=True, check=False).stdout
+        facts["disk"] += f", backups {used.split()[0] if used.strip() else '?'}"
     return facts
 
 
@@ -132,7 +132,7 @@ def list_studies():
         info(f"  health        {facts['health']}")
         info(f"  sessions      {facts['sessions']}, participants active in the last 10 minutes: {facts['active']}")
         info(f"  last backup   {facts['backup']}")
-        info(f"  database size {facts['disk']}")
+        info(f"  disk used     database {facts['disk']}")
 
 
 def remove(name, confirm=None):
@@ -147,9 +147,7 @@ def remove(name, confirm=None):
     pagetimes.flush(ctx.compose)
     final = backups.take(ctx, "before-remove")
     step(f"Removing the study '{study.name}'")
-    ctx.compose.run("down", "--remove-orphans", "--volumes")
-    # A volume kept from the one-study layout belongs to another Compose project, so `down` leaves it.
-    subprocess.run(["docker", "volume", "rm", study.postgres_volume], capture_output=True)
+    down.delete_containers_and_data(ctx)
     kept = f"{study.env_path}.removed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     shutil.move(study.env_path, kept)
     loaded = context.checked_settings()

@@ -88,3 +88,9 @@ def test_a_one_study_env_splits_into_the_servers_and_the_studys_settings():
     assert server == {"STACK_NAME": "otree", "HTTPS_PORT": "443"}
     assert study == {"DOMAIN": "a.example.edu", "OTREE_ADMIN_PASSWORD": "x", "BACKUP_DIR": "backups"}
     assert settings.first_study_name("otree_lab") == "otree-lab"
+
+
+def test_a_study_by_address_gets_the_next_free_port(tmp_path):
+    from stack import study
+    assert study._free_port(make(tmp_path, {"first": {}})) == study.FIRST_STUDY_PORT
+    assert study._free_port(make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "8444"}, "c": {"HTTPS_PORT": "8450"}})) == 8451
