@@ -56,8 +56,6 @@ STUDY_DEFAULTS = {
     # Only in a study moved over from the one-study layout: the database volume it already had.
     "POSTGRES_VOLUME": "",
 }
-SECRETS = ("OTREE_ADMIN_PASSWORD", "OTREE_REST_KEY", "OTREE_SECRET_KEY", "POSTGRES_PASSWORD",
-           "RESTIC_PASSWORD", "RESTIC_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
 # Settings a one-study .env had that no longer exist.
 RETIRED = ("REDIS_ENABLED",)
 STUDY_EXAMPLE = os.path.join(envfile.REPO_ROOT, "study.env.example")
