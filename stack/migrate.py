@@ -142,8 +142,8 @@ def run(ctx, dry_run=False):
     stopped = [name for name in ("postgres", "otree") if not ctx.compose.running(name)]
     if stopped:
         raise StackError(f"The study '{ctx.study.name}' is not running ({' and '.join(stopped)} stopped). Start it "
-                         f"with `invoke up --study {ctx.study.name}`: it migrates the database too, before the "
-                         "server starts.")
+                         f"with `invoke up`: it migrates the database too, before the server starts (add --study "
+                         f"{ctx.study.name} for this study alone).")
     step("Comparing the models in the oTree image with the database")
     plan = check(ctx.compose)
     _show(plan)

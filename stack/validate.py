@@ -33,7 +33,8 @@ def settings_problems(loaded):
         found += [f"{study.env_path}: {problem}" for problem in study_problems(study.values)]
         if not settings.STUDY_NAME.match(study.name):
             found.append(f"{study.env_path}: {name_problem(study.name)}")
-    found += _between_studies(loaded)
+    if not found:  # the checks between studies read ports and paths that must be valid first
+        found += _between_studies(loaded)
     return found
 
 

@@ -172,7 +172,7 @@ def test_no_page_time_is_lost_across_down_and_up_and_a_stopped_stack_is_refused(
 
     stack.invoke("down")
     refused = stack.invoke("export-data", "--output", str(tmp_path), check=False)
-    assert refused.returncode == 1 and "The stack is not running" in refused.stderr
+    assert refused.returncode == 1 and "is not running, so there is nothing to export from" in refused.stderr
     assert "invoke up" in refused.stderr and os.listdir(tmp_path) == []
     stack.invoke("up")
     saved = stack.sql("SELECT line FROM otree_pagetimebatch, regexp_split_to_table(text, E'\\n') AS line "

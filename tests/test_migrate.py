@@ -220,7 +220,7 @@ def test_migrate_on_a_stack_that_is_not_running_says_to_run_up(tmp_path):
     write_env(path, values)
     result = invoke(path, "migrate", check=False)
     assert result.returncode == 1
-    assert f"The stack '{TEST_STACK}-notrunning' is not running" in result.stderr
+    assert f"The study '{TEST_STACK}-notrunning' is not running" in result.stderr
     assert "Start it with `invoke up`: it migrates the database too" in result.stderr
 
 
