@@ -191,7 +191,7 @@ def test_migrate_adds_what_a_running_server_lacks_and_restarts_it(study, changed
 
     out = study.invoke("migrate").stdout
     assert "Backed up the database first" in out and "Added 1 column, in one transaction." in out
-    assert "Migrated; the stack" in out
+    assert "Migrated; the study" in out
     assert otree_container(study) != server
     assert study.sql("SELECT DISTINCT contact_again IS NULL FROM followup_player") == [["t"]]
     play(study, study.create_session(3, **ALONE), "NEW2", dict(OLD_ANSWERS, Questionnaire={
