@@ -86,12 +86,14 @@ def start_stack(directory, name=TEST_STACK, port_shift=0, **overrides):
 
 
 def stop_stack(stack):
-    """The study's containers and database, then the proxy's containers, volumes and networks."""
-    invoke(stack.env_path, "down", "--study", stack.name, "--delete-data", "--confirm", stack.name, check=False)
-    server = settings.load(stack.env_path).server
-    proxy = compose_module.for_proxy(server)
+    """Every study's containers, database and network, then the proxy's containers and volumes."""
+    loaded = settings.load(stack.env_path)
+    for study in loaded.studies:
+        invoke(stack.env_path, "down", "--study", study.name, "--delete-data", "--confirm", study.name, check=False)
+    proxy = compose_module.for_proxy(loaded.server)
     subprocess.run(proxy.command("down", "--volumes", "--remove-orphans"), env=proxy.environment, capture_output=True)
-    subprocess.run(["docker", "network", "rm", f"{server.name}-{stack.name}-proxy"], capture_output=True)
+    for study in loaded.studies:
+        subprocess.run(["docker", "network", "rm", study.network], capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,6 @@ def server(tmp_path_factory):
         assert f"The study '{THIRD}' is up: https://127.0.0.1:{THIRD_PORT}/" in added.stdout
         yield first
     finally:
-        for name in (SECOND, THIRD):
-            invoke(first.env_path, "down", "--study", name, "--delete-data", "--confirm", name, check=False)
         stop_stack(first)
         shutil.rmtree(os.path.join(REPO_ROOT, SECOND_PROJECT), ignore_errors=True)
 
