@@ -20,7 +20,7 @@ import requests
 import urllib3
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from stack import envfile  # noqa: E402
+from stack import settings  # noqa: E402
 from tests.participants import LAST_PAGE, Participant  # noqa: E402
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -28,9 +28,9 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 class Target:
     def __init__(self):
-        self.values = envfile.load(envfile.path())
-        self.https = f"https://127.0.0.1:{self.values.get('HTTPS_PORT', '443')}"
-        self.key = {"otree-rest-key": self.values["OTREE_REST_KEY"]}
+        study = settings.load().study()  # a server with one study (a test stack)
+        self.https = f"https://127.0.0.1:{study.https_port}"
+        self.key = {"otree-rest-key": study.get("OTREE_REST_KEY")}
 
     def session(self, participants):
         # Everybody is grouped alone at once, so each thread plays without waiting for others.
