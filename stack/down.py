@@ -1,8 +1,8 @@
-"""`invoke down`: stop a study. Its data stays unless deleting it is confirmed by typing the
-study's name."""
+"""`invoke down`: stop a study, and the proxy with the last running one. Its data stays unless
+deleting it is confirmed by typing the study's name."""
 import subprocess
 
-from . import backups, context, pagetimes
+from . import backups, compose, context, pagetimes, proxy
 from .console import confirm_by_typing, info, step, warn
 
 
@@ -13,6 +13,7 @@ def run(study=None, delete_data=False, confirm=None):
         pagetimes.flush(ctx.compose)
         step(f"Stopping the study '{name}'; its database is kept")
         ctx.compose.run("down", "--remove-orphans")
+        _stop_proxy_if_idle(ctx)
         info(f"Start it again with: invoke up --study {name}")
         return
 
@@ -29,7 +30,18 @@ def run(study=None, delete_data=False, confirm=None):
         warn("No last backup was taken: the study is not running.")
     step(f"Stopping the study '{name}' and deleting its database")
     delete_containers_and_data(ctx)
+    _stop_proxy_if_idle(ctx)
     info(f"All data of the study '{name}' is gone. `invoke up --study {name}` starts it empty.")
+
+
+def _stop_proxy_if_idle(ctx):
+    """The proxy serves the studies; with none running it stops too (and `invoke up` starts it),
+    as a one-study server always did. Its certificates are kept."""
+    others = [study for study in ctx.settings.studies
+              if study.name != ctx.study.name and compose.for_study(study).running("otree")]
+    if not others:
+        step("No other study is running, so the proxy stops too; its certificates are kept")
+        proxy.compose(ctx.server).run("down", "--remove-orphans")
 
 
 def delete_containers_and_data(ctx):
