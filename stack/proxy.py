@@ -194,24 +194,29 @@ def publish_static(study):
 
 def up(settings, rebuild=False, pull=False):
     """Render, build and start the proxy, join it to every study, and reload it."""
-    server = settings.server
-    os.makedirs(server.proxy_dir, exist_ok=True)
-    changed = write(settings)
-    proxy = compose(server)
+    proxy = compose(settings.server)
     step("Building the proxy's images (nginx, certbot)")
     proxy.build(no_cache=pull)
-    was_running = proxy.running("nginx")
     step("Starting the proxy")
+    _apply(settings, rebuild=rebuild)
+
+
+def _apply(settings, rebuild=False):
+    """Bring the running proxy to these settings: recreated when its published ports changed (Compose
+    sees the new override), otherwise the new configuration is reloaded without dropping anyone."""
+    os.makedirs(settings.server.proxy_dir, exist_ok=True)
+    changed = write(settings)
+    proxy = compose(settings.server)
+    was_running = proxy.running("nginx")
     proxy.up(recreate=rebuild)
     connect(settings)
     if was_running and changed:
-        reload(server)
+        reload(settings.server)
 
 
 def remove_study(settings, study):
-    """Take a removed study out of the proxy: its server block, network and static files."""
-    write(settings)
-    reload(settings.server)
+    """Take a removed study out of the proxy: its server block, port, network and static files."""
+    _apply(settings)
     container = _nginx(settings.server)
     if container:
         subprocess.run(["docker", "network", "disconnect", study.network, container], capture_output=True)

@@ -1,0 +1,83 @@
+"""What adding a study costs the studies already running: participants' requests to the first
+study of a server while `invoke study add` adds a second one by name (nginx reloads) and a third
+one on a port of its own (the proxy is recreated), then removes both.
+
+    OTREE_STACK_ENV=/path/to/test-server.env python3 benchmarks/add_study_while_serving.py
+
+It drives the server of OTREE_STACK_ENV at 127.0.0.1 only, from 4 threads, in phases that stop by
+themselves; it adds and removes studies named bench-named and bench-port: use a test server with
+one study. Prints, per phase, the requests, the failed ones, and p50/p95/max latency."""
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+import urllib3
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from stack import settings  # noqa: E402
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+THREADS = 4
+QUIET_SECONDS = 15
+
+
+def load(url, stop, results):
+    """GET the room page (through nginx to oTree) until stopped: (latency or None if failed)."""
+    client = requests.Session()
+    client.verify = False
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            ok = client.get(url, timeout=10).status_code == 200
+        except requests.RequestException:
+            ok = False
+        results.append(time.monotonic() - started if ok else None)
+
+
+def phase(name, url, action):
+    stop, results = threading.Event(), []
+    threads = [threading.Thread(target=load, args=(url, stop, results)) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    action()
+    seconds = time.monotonic() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    latencies = sorted(value for value in results if value is not None)
+    failed = len(results) - len(latencies)
+    p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
+    print(f"{name:<34} {seconds:6.1f} s {len(results):6d} requests {failed:4d} failed  "
+          f"p50 {statistics.median(latencies) * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms  "
+          f"max {max(latencies) * 1000:7.1f} ms")
+
+
+def invoke(*args):
+    subprocess.run(["invoke", *args], check=True, capture_output=True, text=True, timeout=900)
+
+
+def main():
+    loaded = settings.load()
+    first = loaded.study()
+    url = f"https://127.0.0.1:{first.https_port}/room/prolific"
+    port = str(first.https_port + 1)
+    print(f"{THREADS} clients on {url}")
+    phase("quiet", url, lambda: time.sleep(QUIET_SECONDS))
+    try:
+        phase("study add by name (nginx reloads)", url,
+              lambda: invoke("study", "add", "bench-named", "--project", "otree_project", "--domain", "named.bench.test"))
+        phase("study add on a port of its own", url,
+              lambda: invoke("study", "add", "bench-port", "--project", "otree_project", "--port", port))
+    finally:
+        for name in ("bench-named", "bench-port"):
+            if any(study.name == name for study in settings.load().studies):
+                phase(f"study remove {name}", url, lambda name=name: invoke("study", "remove", name, "--confirm", name))
+
+
+if __name__ == "__main__":
+    main()
