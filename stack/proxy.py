@@ -194,18 +194,16 @@ def publish_static(study):
 
 def up(settings, rebuild=False, pull=False):
     """Render, build and start the proxy, join it to every study, and reload it."""
-    proxy = compose(settings.server)
-    step("Building the proxy's images (nginx, certbot)")
-    proxy.build(no_cache=pull)
-    step("Starting the proxy")
-    _apply(settings, rebuild=rebuild)
-
-
-def _apply(settings, rebuild=False):
-    """Bring the running proxy to these settings: recreated when its published ports changed (Compose
-    sees the new override), otherwise the new configuration is reloaded without dropping anyone."""
-    os.makedirs(settings.server.proxy_dir, exist_ok=True)
     changed = write(settings)
+    step("Building the proxy's images (nginx, certbot)")
+    compose(settings.server).build(no_cache=pull)
+    step("Starting the proxy")
+    _start(settings, changed, rebuild=rebuild)
+
+
+def _start(settings, changed, rebuild=False):
+    """Bring the proxy to the written configuration: recreated when its published ports changed
+    (Compose sees the new override), otherwise reloaded without dropping anyone."""
     proxy = compose(settings.server)
     was_running = proxy.running("nginx")
     proxy.up(recreate=rebuild)
@@ -216,7 +214,7 @@ def _apply(settings, rebuild=False):
 
 def remove_study(settings, study):
     """Take a removed study out of the proxy: its server block, port, network and static files."""
-    _apply(settings)
+    _start(settings, write(settings))
     container = _nginx(settings.server)
     if container:
         subprocess.run(["docker", "network", "disconnect", study.network, container], capture_output=True)
