@@ -26,16 +26,17 @@ QUIET_SECONDS = 15
 
 
 def load(url, stop, results):
-    """GET the room page (through nginx to oTree) until stopped: (latency or None if failed)."""
+    """GET the room page (through nginx to oTree) until stopped: the latency, or what failed."""
     client = requests.Session()
     client.verify = False
+    client.trust_env = False  # a proxy from the environment must not carry loopback traffic
     while not stop.is_set():
         started = time.monotonic()
         try:
-            ok = client.get(url, timeout=10).status_code == 200
-        except requests.RequestException:
-            ok = False
-        results.append(time.monotonic() - started if ok else None)
+            status = client.get(url, timeout=10).status_code
+        except requests.RequestException as error:
+            status = type(error).__name__
+        results.append(time.monotonic() - started if status == 200 else status)
 
 
 def phase(name, url, action):
@@ -49,12 +50,13 @@ def phase(name, url, action):
     stop.set()
     for thread in threads:
         thread.join()
-    latencies = sorted(value for value in results if value is not None)
+    latencies = sorted(value for value in results if isinstance(value, float))
     failed = len(results) - len(latencies)
+    kinds = sorted({str(value) for value in results if not isinstance(value, float)})
     p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
     print(f"{name:<34} {seconds:6.1f} s {len(results):6d} requests {failed:4d} failed  "
           f"p50 {statistics.median(latencies) * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms  "
-          f"max {max(latencies) * 1000:7.1f} ms")
+          f"max {max(latencies) * 1000:7.1f} ms  {' '.join(kinds)}")
 
 
 def invoke(*args):
