@@ -19,6 +19,12 @@ def logs(study=None, service=None, follow=True, tail=200):
     ctx.compose.run(*args, *([service] if service else []), check=False)
 
 
+def otree_version(ctx):
+    """The oTree version installed in the study's running container, or '' when it does not answer."""
+    return ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
+                           capture=True, check=False).stdout.strip()
+
+
 def otree(args, study=None):
     if not args:
         raise StackError("Name an oTree command after --, e.g.: invoke otree -- test prolific_study 3")

@@ -1,6 +1,6 @@
 """`invoke status`: the proxy, then each study (or the one named): its services' state and
 health, oTree version, backups, certificate and address."""
-from . import backups, base_image, certificates, context, proxy
+from . import backups, base_image, certificates, commands, context, proxy
 from .console import info, step
 
 
@@ -27,9 +27,7 @@ def _study(ctx):
     for service, state in sorted(states.items()):
         info(f"{service:<9} {state['state']:<10} {state['health'] or '-'}")
     if ctx.compose.running("otree"):
-        version = ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
-                                  capture=True, check=False).stdout.strip()
-        info(f"oTree     {version or 'unknown (the server does not answer)'}")
+        info(f"oTree     {commands.otree_version(ctx) or 'unknown (the server does not answer)'}")
     if ctx.compose.running("backup"):
         for line in backups.status_lines(ctx):
             info(f"backups   {line}")

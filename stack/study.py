@@ -7,7 +7,7 @@ import re
 import shutil
 import time
 
-from . import backups, context, down, envfile, pagetimes, project, proxy, settings, validate
+from . import backups, commands, context, down, envfile, pagetimes, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
 FIRST_STUDY_PORT = 8444  # where studies reached by address get ports, after the server's own
@@ -96,9 +96,7 @@ def _facts(ctx):
     facts = {"address": ctx.https_url(), "health": health or "stopped", "otree": "-", "sessions": "-",
              "active": "-", "backup": "-", "disk": "-"}
     if ctx.compose.running("otree"):
-        version = ctx.compose.run("exec", "-T", "otree", "python", "-c", "import otree; print(otree.__version__)",
-                                  capture=True, check=False).stdout.strip()
-        facts["otree"] = version or "?"
+        facts["otree"] = commands.otree_version(ctx) or "?"
     if ctx.compose.running("postgres"):
         row = _sql(ctx, "SELECT (SELECT count(*) FROM otree_session), (SELECT count(*) FROM otree_participant "
                         "WHERE _last_request_timestamp > extract(epoch FROM now()) - 600), "
