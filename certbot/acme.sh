@@ -1,6 +1,6 @@
 #!/bin/sh
 # Let's Encrypt for every study that has a DOMAIN and no certificate of its own: the list is
-# /etc/nginx/edge/letsencrypt.list ("study domain" lines, rendered by `invoke`, stack/edge.py).
+# /etc/nginx/edge/letsencrypt.list ("study domain" lines, rendered by `invoke`, stack/proxy.py).
 # `acme loop`: obtain each study's certificate (a study added later within a minute), then check
 # twice a day and renew when one is due (certbot renews 30 days before expiry).
 # `acme once [STUDY [DOMAIN]] [-- CERTBOT OPTIONS]`: one attempt now, for one study or all; with

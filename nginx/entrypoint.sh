@@ -1,20 +1,22 @@
 #!/bin/sh
 # Prepares each study's certificate and TLS settings, then runs nginx with the configuration
-# that `invoke` rendered from the settings files (stack/edge.py) into /etc/nginx/edge. A study
+# that `invoke` rendered from the settings files (stack/proxy.py) into /etc/nginx/edge. A study
 # without a certificate yet gets a self-signed one, so it serves HTTPS from its first start,
 # even on a bare IP address.
 set -eu
 edge=/etc/nginx/edge
 certs=/etc/nginx/certs
-rm -rf /tmp/nginx/studies
-mkdir -p /tmp/nginx/studies
+# Prepared in a folder of its own, then swapped in by renaming a link: a reload (from invoke, or
+# from the watcher below) never reads a half-prepared set.
+mkdir -p /tmp/nginx
+prepared=$(mktemp -d /tmp/nginx/prepared.XXXXXX)
 
 for dir in "$edge"/studies/*/; do
   [ -f "$dir/name" ] || continue
   study=$(basename "$dir")
   name=$(cat "$dir/name")  # its DOMAIN, or localhost when it is reached by address
   mine="$certs/$study"
-  mkdir -p "$mine" "/tmp/nginx/studies/$study"
+  mkdir -p "$mine" "$prepared/$study"
   # A real certificate (yours, installed by `invoke up`, or Let's Encrypt's, from the certbot
   # service) is used while the study's name stays the same; until there is one, a self-signed one.
   real=""
@@ -33,23 +35,27 @@ for dir in "$edge"/studies/*/; do
   # HSTS and OCSP stapling only with a real certificate: HSTS on a self-signed one would lock
   # browsers out of the warning page, and a self-signed one has no OCSP responder.
   if [ -n "$real" ]; then
-    printf 'ssl_stapling on;\nssl_stapling_verify on;\n' > "/tmp/nginx/studies/$study/tls.conf"
-    cp "$dir/headers.conf" "/tmp/nginx/studies/$study/headers.conf"
+    printf 'ssl_stapling on;\nssl_stapling_verify on;\n' > "$prepared/$study/tls.conf"
+    cp "$dir/headers.conf" "$prepared/$study/headers.conf"
   else
-    : > "/tmp/nginx/studies/$study/tls.conf"
-    grep -v Strict-Transport-Security "$dir/headers.conf" > "/tmp/nginx/studies/$study/headers.conf"
+    : > "$prepared/$study/tls.conf"
+    grep -v Strict-Transport-Security "$dir/headers.conf" > "$prepared/$study/headers.conf"
   fi
 done
+previous=$(readlink /tmp/nginx/studies 2>/dev/null || true)
+ln -s "$prepared" "$prepared.link"
+mv -T "$prepared.link" /tmp/nginx/studies
+[ -z "$previous" ] || rm -rf "$previous"
+# The certificates this preparation saw: the watcher below reloads only for newer ones.
+cat "$certs"/*/fullchain.pem 2>/dev/null | cksum > /tmp/nginx/certificates.sum
 
 # Starting the server (not a reload): watch the certificates, and when the certbot service renews
 # one, prepare again and reload. Reloading keeps open connections, websockets included.
 if [ "$*" = "nginx -g daemon off;" ]; then
   (
-    last=$(cat "$certs"/*/fullchain.pem 2>/dev/null | cksum)
     while sleep 5; do
       now=$(cat "$certs"/*/fullchain.pem 2>/dev/null | cksum)
-      if [ "$now" != "$last" ]; then
-        last=$now
+      if [ "$now" != "$(cat /tmp/nginx/certificates.sum)" ]; then
         echo "nginx: a certificate changed; reloading."
         nginx-entrypoint nginx -s reload || echo "nginx: reload failed; still serving the previous certificates."
       fi

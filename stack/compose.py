@@ -148,5 +148,4 @@ def for_proxy(server):
     ca_file = server.values["ACME_CA_FILE"]
     environment = {**server.values, "PROXY_DIR": server.proxy_dir,
                    "ACME_CA_FILE_ON_HOST": os.path.join(envfile.REPO_ROOT, ca_file) if ca_file else os.devnull}
-    files = [PROXY_FILE, os.path.join(server.proxy_dir, "ports.yml")]
-    return Compose(server.name, files, PROXY_SERVICES, [list(PROXY_SERVICES)], environment)
+    return Compose(server.name, [PROXY_FILE], PROXY_SERVICES, [list(PROXY_SERVICES)], environment)

@@ -2,8 +2,8 @@
 
 Its configuration is rendered here from the settings files (pure functions: `render` is tested
 without Docker) into STUDIES_DIR/.proxy, which both containers mount read-only. Adding or changing
-a study re-renders it and reloads nginx, which keeps open connections; only a new port of a study
-reached by address recreates the proxy, since Docker publishes ports when a container is made."""
+a study re-renders it and reloads nginx, which keeps open connections. Studies reached by address
+get ports from STUDY_PORTS, which Docker publishes when it makes the proxy's container."""
 import os
 import shutil
 import subprocess
@@ -57,21 +57,15 @@ def _study_server(server, study, default_ports):
                  admin_allow_geo=_admin_allow_geo(study), host_check=host_check)
 
 
-def ports(settings):
-    """{host port: container port} for the HTTPS ports the proxy publishes besides the server's."""
-    server = settings.server
-    return {study.https_port: study.https_port for study in settings.studies
-            if container_port(server, study) != MAIN_HTTPS_PORT}
-
-
 def render(settings):
     """{file name: content} of the proxy's configuration for these settings."""
     server = settings.server
     default_ports = set()
     blocks = [_study_server(server, study, default_ports) for study in settings.studies]
-    # A port with no study reached by address refuses unknown names during the TLS handshake.
+    # A port with no study reached by address refuses unknown names during the TLS handshake;
+    # so do the STUDY_PORTS no study uses yet.
     refusing = [f"server {{\n    listen {port} ssl default_server;\n    ssl_reject_handshake on;\n    return 444;\n}}"
-                for port in sorted({MAIN_HTTPS_PORT} - default_ports)]
+                for port in sorted({MAIN_HTTPS_PORT, *server.study_ports} - default_ports)]
     http_hosts = [f'    "{study.domain}" 1;' for study in settings.studies if study.domain]
     if any(not study.domain for study in settings.studies):
         http_hosts += ["    ~^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$ 1;", "    ~^\\[[0-9a-fA-F:.]+\\]$ 1;",
@@ -83,7 +77,6 @@ def render(settings):
         "studies.conf": "\n".join(blocks),
         "letsencrypt.list": "".join(f"{study.name} {study.domain}\n" for study in settings.studies
                                     if letsencrypt_wanted(study)),
-        "ports.yml": _ports_override(server, ports(settings)),
     }
     headers = _template(os.path.join("snippets", "security-headers.conf.template"))
     for study in settings.studies:
@@ -92,21 +85,14 @@ def render(settings):
     return files
 
 
-def _ports_override(server, published):
-    lines = ["# Written by invoke (stack/proxy.py): the HTTPS ports of studies reached by address.",
-             "services:", "  nginx:", "    ports:" if published else "    ports: []"]
-    bind = server.values["BIND_ADDRESS"]
-    lines += [f'      - "{bind}:{host}:{inside}"' for host, inside in sorted(published.items())]
-    return "\n".join(lines) + "\n"
-
-
 def letsencrypt_wanted(study):
     return bool(study.domain and study.server.values["LETSENCRYPT_EMAIL"] and not study.get("TLS_CERT_FILE"))
 
 
 def write(settings):
     """Write the rendered files into STUDIES_DIR/.proxy, each whole (a reload never reads half a
-    file), and drop the folders of studies that are gone. Returns True when anything changed."""
+    file), and drop what is no longer rendered (a removed study's folder). Returns True when
+    anything changed."""
     directory = settings.server.proxy_dir
     files = render(settings)
     changed = False
@@ -130,6 +116,9 @@ def write(settings):
         if f"studies/{name}/name" not in files:
             shutil.rmtree(os.path.join(studies_dir, name))
             changed = True
+    for name in os.listdir(directory):
+        if os.path.isfile(os.path.join(directory, name)) and name not in files:
+            os.remove(os.path.join(directory, name))
     return changed
 
 
@@ -139,10 +128,36 @@ def compose(server):
 
 def ensure_network(study):
     """The network between a study's oTree and the proxy: made here, not by either Compose
-    project, so that stopping the study or recreating the proxy leaves it in place."""
-    if subprocess.run(["docker", "network", "inspect", study.network], capture_output=True).returncode:
-        subprocess.run(["docker", "network", "create", "--label", f"org.otree-stack.study={study.project}",
-                        study.network], check=True, stdout=subprocess.DEVNULL)
+    project, so that stopping the study or recreating the proxy leaves it in place. It is
+    internal: Docker publishes nginx's ports on its one network with a way out, and joining a
+    network with a way out could move them there, refusing every connection for a moment."""
+    found = subprocess.run(["docker", "network", "inspect", "--format", "{{.Internal}}", study.network],
+                           capture_output=True, text=True)
+    if found.returncode:
+        _create_network(study)
+    elif found.stdout.strip() != "true":
+        _make_internal(study)
+
+
+def _create_network(study):
+    subprocess.run(["docker", "network", "create", "--internal", "--label", f"org.otree-stack.study={study.project}",
+                    study.network], check=True, stdout=subprocess.DEVNULL)
+
+
+def _make_internal(study):
+    """A network made before it was internal is made again, its containers joined back (oTree
+    under the name nginx knows it by): once, for a moment, at `invoke up`."""
+    step(f"Study {study.name}: making its network to the proxy internal (once; connections pause for a moment)")
+    members = subprocess.run(["docker", "network", "inspect", "--format",
+                              "{{range $id, $c := .Containers}}{{$c.Name}} {{end}}", study.network],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for member in members:
+        subprocess.run(["docker", "network", "disconnect", "--force", study.network, member], check=True)
+    subprocess.run(["docker", "network", "rm", study.network], check=True, stdout=subprocess.DEVNULL)
+    _create_network(study)
+    for member in members:
+        alias = ["--alias", study.upstream] if member.startswith(f"{study.project}-otree-") else []
+        subprocess.run(["docker", "network", "connect", *alias, study.network, member], check=True)
 
 
 def _nginx(server):
@@ -202,8 +217,8 @@ def up(settings, rebuild=False, pull=False):
 
 
 def _start(settings, changed, rebuild=False):
-    """Bring the proxy to the written configuration: recreated when its published ports changed
-    (Compose sees the new override), otherwise reloaded without dropping anyone."""
+    """Bring the proxy to the written configuration: recreated only when its image or the
+    server's settings changed, otherwise reloaded without dropping anyone."""
     proxy = compose(settings.server)
     was_running = proxy.running("nginx")
     proxy.up(recreate=rebuild)

@@ -19,6 +19,7 @@ SERVER_DEFAULTS = {
     "BIND_ADDRESS": "0.0.0.0",
     "HTTP_PORT": "80",
     "HTTPS_PORT": "443",
+    "STUDY_PORTS": "8444-8453",
     "LETSENCRYPT_EMAIL": "",
     "ACME_DIRECTORY_URL": "",
     "ACME_CA_FILE": "",
@@ -86,7 +87,7 @@ class Server:
 
     @property
     def proxy_dir(self):
-        """The proxy's rendered configuration (stack/edge.py), mounted read-only into nginx."""
+        """The proxy's rendered configuration (stack/proxy.py), mounted read-only into nginx."""
         return os.path.join(self.studies_dir, ".proxy")
 
     @property
@@ -96,6 +97,14 @@ class Server:
     @property
     def http_port(self):
         return int(self.values["HTTP_PORT"])
+
+    @property
+    def study_ports(self):
+        """The HTTPS ports for studies reached by address, published from the proxy's start, so
+        adding such a study only reloads nginx (Docker publishes ports only when it makes a
+        container). "8444-8453", or one port."""
+        first, _, last = self.values["STUDY_PORTS"].partition("-")
+        return range(int(first), int(last or first) + 1)
 
     @property
     def base_image(self):
@@ -144,7 +153,7 @@ class Study:
 
     @property
     def network(self):
-        """The network between this study's oTree and the proxy (created by stack/edge.py)."""
+        """The network between this study's oTree and the proxy (created by stack/proxy.py)."""
         return f"{self.project}-proxy"
 
     @property

@@ -10,9 +10,6 @@ import time
 from . import backups, commands, context, down, envfile, pagetimes, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
-FIRST_STUDY_PORT = 8444  # where studies reached by address get ports, after the server's own
-
-
 def _render_study_file(values):
     """study.env.example with fresh secrets and the given values set."""
     with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
@@ -32,8 +29,15 @@ def _write_new(path, text):
 
 
 def _free_port(loaded):
-    used = {study.https_port for study in loaded.studies} | {loaded.server.http_port}
-    return max([FIRST_STUDY_PORT, *(port + 1 for port in used if port >= FIRST_STUDY_PORT)])
+    """The first of the server's STUDY_PORTS that no study uses."""
+    used = {study.https_port for study in loaded.studies}
+    for port in loaded.server.study_ports:
+        if port not in used:
+            return port
+    raise StackError(f"Every port of STUDY_PORTS ({loaded.server.values['STUDY_PORTS']}) has a study. Widen "
+                     f"STUDY_PORTS in {loaded.server.env_path} (the proxy then restarts once: a moment without "
+                     "connections for every study), or give the new study a DNS name with --domain. "
+                     "Nothing was added.")
 
 
 def _backup_dir_for(loaded, name):

@@ -49,9 +49,12 @@ def _between_studies(loaded):
     for study in loaded.studies:
         address = study.domain or f"port {study.https_port}"
         by_address.setdefault(address, []).append(study.name)
-        if not study.domain and study.https_port == loaded.server.http_port:
-            found.append(f"Study {study.name}'s HTTPS_PORT {study.https_port} is the server's HTTP_PORT. Give it "
-                         "another port in its settings file.")
+        server = loaded.server
+        if not study.domain and study.https_port not in (server.https_port, *server.study_ports):
+            found.append(f"Study {study.name}'s HTTPS_PORT {study.https_port} is neither the server's HTTPS_PORT "
+                         f"({server.https_port}) nor in its STUDY_PORTS ({server.values['STUDY_PORTS']}). Choose "
+                         f"a port from STUDY_PORTS, or widen STUDY_PORTS in {server.env_path} (the proxy then "
+                         "restarts once: a moment without connections for every study).")
         for other, folder in backup_dirs.items():
             if os.path.commonpath([folder, study.backup_dir]) in (folder, study.backup_dir):
                 found.append(f"Studies {other} and {study.name} share the backup folder {folder}: each needs its "
@@ -198,7 +201,25 @@ def _address_problems(values):
             ports[key] = int(value)
     if len(ports) == 2 and ports["HTTP_PORT"] == ports["HTTPS_PORT"]:
         found.append("HTTP_PORT and HTTPS_PORT are the same; give them different ports (80 and 443).")
+    found += _study_ports_problems(values.get("STUDY_PORTS", "").strip() or settings.SERVER_DEFAULTS["STUDY_PORTS"],
+                                   ports.values())
     return found
+
+
+MAX_STUDY_PORTS = 50  # Docker runs a small proxy process per published port
+
+
+def _study_ports_problems(text, server_ports):
+    first, dash, last = text.partition("-")
+    if not (first.isdigit() and (last.isdigit() or not dash)) or not (
+            0 < int(first) <= int(last or first) < 65536):
+        return [f"STUDY_PORTS {text!r} is not a port range: write FIRST-LAST (8444-8453) or one port."]
+    span = range(int(first), int(last or first) + 1)
+    if len(span) > MAX_STUDY_PORTS:
+        return [f"STUDY_PORTS {text!r} has {len(span)} ports; at most {MAX_STUDY_PORTS} (one per study reached "
+                "by address) are allowed."]
+    return [f"STUDY_PORTS {text!r} includes the server's port {port}; choose a range without HTTP_PORT and HTTPS_PORT."
+            for port in server_ports if port in span]
 
 
 def admin_allow_problems(text):

@@ -60,6 +60,12 @@ class Stack:
         return self.compose("logs", "--no-color", "otree").stdout
 
 
+def study_ports(port_shift=0):
+    """Four ports for a test server's studies reached by address, apart from every other's."""
+    first = 18600 + _OFFSET + 4 * port_shift
+    return range(first, first + 4)
+
+
 def make_env_values(directory, name=TEST_STACK, port_shift=0):
     """Working settings for a test server with one study: the examples with fresh secrets, as
     `invoke up` makes them, and the name, loopback address, ports and folders changed as a user
@@ -69,6 +75,8 @@ def make_env_values(directory, name=TEST_STACK, port_shift=0):
     with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
         values = {**envfile.load(path), **envfile.parse(envfile.render_from_example(handle.read()))}
     ports = {key: str(int(port) + port_shift) for key, port in TEST_PORTS.items()}
+    span = study_ports(port_shift)
+    ports["STUDY_PORTS"] = f"{span[0]}-{span[-1]}"
     values.update(STACK_NAME=name, BIND_ADDRESS="127.0.0.1", **ports, **TEST_LOGIN_LIMIT,
                   STUDIES_DIR=os.path.join(directory, f"{name}-studies"),
                   BACKUP_DIR=os.path.join(directory, f"{name}-backups"))

@@ -23,7 +23,7 @@ WRITABLE_ROOT = {}
 # Where each service may write besides its volumes.
 TMPFS = {"otree": {"/tmp"}, "postgres": {"/run/postgresql", "/tmp"}, "nginx": {"/tmp"}, "backup": {"/tmp"},
          "certbot": {"/tmp"}}
-NETWORKS = {"otree": {"proxy", "backend"}, "postgres": {"backend"}, "nginx": {"outside"},
+NETWORKS = {"otree": {"proxy", "backend", "outbound"}, "postgres": {"backend"}, "nginx": {"outside"},
             "backup": {"backend", "offsite"}, "certbot": {"outside"}}
 SECRETS = ("OTREE_ADMIN_PASSWORD", "OTREE_REST_KEY", "OTREE_SECRET_KEY", "POSTGRES_PASSWORD")
 
@@ -102,17 +102,21 @@ def test_the_timeout_worker_runs_and_nginx_made_its_certificate(stack, container
 
 
 def test_only_nginx_http_and_https_are_published_on_the_host(stack, containers):
+    first, _, last = stack.values["STUDY_PORTS"].partition("-")
     for service, container in containers.items():
         published = docker("port", container["Id"]).stdout.split("\n")
         published = sorted(line.strip() for line in published if line.strip())
         if service == "nginx":
             assert published == sorted([f"8080/tcp -> 127.0.0.1:{stack.values['HTTP_PORT']}",
-                                        f"8443/tcp -> 127.0.0.1:{stack.values['HTTPS_PORT']}"])
+                                        f"8443/tcp -> 127.0.0.1:{stack.values['HTTPS_PORT']}",
+                                        *(f"{port}/tcp -> 127.0.0.1:{port}" for port in range(int(first), int(last) + 1))])
         else:
             assert published == [], service
     server = stack.values["STACK_NAME"]
-    assert set(containers["nginx"]["NetworkSettings"]["Networks"]) == {f"{server}_outside",
-                                                                        f"{server}-{stack.name}-proxy"}
+    between = f"{server}-{stack.name}-proxy"
+    assert set(containers["nginx"]["NetworkSettings"]["Networks"]) == {f"{server}_outside", between}
+    # No way out on the network between nginx and oTree: joining it can never move nginx's ports.
+    assert docker("network", "inspect", "--format", "{{.Internal}}", between).stdout.strip() == "true"
     # oTree's port is only on the Docker network: nothing answers on the host's 8000.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", 8000), timeout=3).close()

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from stack import settings
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.conftest import Stack, start_stack, stop_stack, study_ports
 from tests.helpers import REPO_ROOT, compose, invoke, resolving_here
 from tests.participants import join, play_together
 from tests.test_closed_doors import PARTICIPANT, crawl
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.docker
 
 SERVER = "otreestudies"
 SECOND, SECOND_DOMAIN = "second", "second.test"  # by name, on the first study's port
-THIRD, THIRD_PORT = "third", 18449  # by address, on a port of its own
+PORT_SHIFT = 5  # this test server's ports (tests.conftest)
+THIRD, THIRD_PORT = "third", study_ports(PORT_SHIFT)[1]  # by address, on a port of its own
 SECOND_PROJECT = os.path.join(".test-projects", "second-study")
 
 
@@ -63,17 +64,25 @@ def sql(stack, study, query):
     return result.stdout.split()
 
 
+def proxy_started_at(server):
+    return subprocess.run(["docker", "inspect", "--format", "{{.State.StartedAt}}", f"{SERVER}-nginx-1"],
+                          capture_output=True, text=True, check=True).stdout
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     shutil.rmtree(os.path.join(REPO_ROOT, SECOND_PROJECT), ignore_errors=True)
     shutil.copytree(os.path.join(REPO_ROOT, "otree_project"), os.path.join(REPO_ROOT, SECOND_PROJECT))
-    first = start_stack(str(tmp_path_factory.mktemp("studies")), SERVER, port_shift=5)
+    first = start_stack(str(tmp_path_factory.mktemp("studies")), SERVER, port_shift=PORT_SHIFT)
+    proxy_started = proxy_started_at(first)
     try:
         added = invoke(first.env_path, "study", "add", SECOND, "--project", SECOND_PROJECT,
                        "--domain", SECOND_DOMAIN)
         assert f"The study '{SECOND}' is up: https://{SECOND_DOMAIN}:{first.values['HTTPS_PORT']}/" in added.stdout
         added = invoke(first.env_path, "study", "add", THIRD, "--project", "otree_project", "--port", str(THIRD_PORT))
         assert f"The study '{THIRD}' is up: https://127.0.0.1:{THIRD_PORT}/" in added.stdout
+        # Published from the proxy's start: adding a study by address recreated nothing.
+        assert proxy_started_at(first) == proxy_started
         yield first
     finally:
         stop_stack(first)
@@ -170,6 +179,10 @@ def test_the_unauthenticated_crawl_finds_only_participant_doors_open_on_each_stu
     unknown = subprocess.run(["curl", "-sk", "--resolve", f"nobody.test:{server.values['HTTPS_PORT']}:127.0.0.1",
                               f"https://nobody.test:{server.values['HTTPS_PORT']}/login"], capture_output=True)
     assert unknown.returncode != 0
+    # Nor does a port of STUDY_PORTS that no study uses (published, refused at the handshake).
+    unused = study_ports(PORT_SHIFT)[3]
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://127.0.0.1:{unused}/login", verify=False, timeout=10)
 
 
 def test_backup_restore_and_resetdb_of_one_study_leave_the_others_data_byte_identical(server, tmp_path):
@@ -259,6 +272,6 @@ def test_study_remove_takes_a_verified_backup_needs_the_name_and_leaves_the_othe
     path = backup_dir.split(": ", 1)[1].strip()
     assert os.path.isfile(os.path.join(path, "otree.dump"))
     assert [study.name for study in settings.load(server.env_path).studies] == [SERVER, SECOND]
-    with pytest.raises(requests.exceptions.ConnectionError):
+    with pytest.raises(requests.exceptions.SSLError):  # the port stays published; no study answers
         requests.get(f"https://127.0.0.1:{THIRD_PORT}/login", verify=False, timeout=10)
     assert export_digest(server, SERVER, tmp_path, "first-after") == before

@@ -66,10 +66,12 @@ def test_studies_by_name_share_443_and_studies_by_address_get_their_own_port(tmp
     assert "set $otree_upstream http://lab-second-otree:8000;" in servers
     assert "alias /srv/static/named/;" in servers
     assert files["letsencrypt.list"] == "named named.example.edu\n"
-    assert '"0.0.0.0:8444:8444"' in files["ports.yml"]
     assert files["studies/named/name"] == "named.example.edu\n"
-    # A port with a study reached by address needs no handshake refusal; 8443 has one here.
-    assert "ssl_reject_handshake" not in files["proxy.conf"]
+    # A port with a study reached by address needs no handshake refusal; the unused STUDY_PORTS do.
+    assert "listen 8443 ssl default_server;\n    ssl_reject_handshake" not in files["proxy.conf"]
+    assert "listen 8444 ssl default_server;\n    ssl_reject_handshake" not in files["proxy.conf"]
+    assert "listen 8445 ssl default_server;\n    ssl_reject_handshake on;" in files["proxy.conf"]
+    assert "listen 8453 ssl default_server;\n    ssl_reject_handshake on;" in files["proxy.conf"]
 
 
 def test_a_server_with_named_studies_only_refuses_unknown_names_at_the_handshake(tmp_path):
@@ -77,7 +79,6 @@ def test_a_server_with_named_studies_only_refuses_unknown_names_at_the_handshake
     assert "listen 8443 ssl default_server;\n    ssl_reject_handshake on;" in files["proxy.conf"]
     assert '"named.example.edu" 1;' in files["proxy.conf"]
     assert "default 0; 10.0.0.0/8 1;" in files["studies.conf"]
-    assert files["ports.yml"].endswith("ports: []\n")
 
 
 def test_a_one_study_env_splits_into_the_servers_and_the_studys_settings():
@@ -90,7 +91,25 @@ def test_a_one_study_env_splits_into_the_servers_and_the_studys_settings():
     assert settings.first_study_name("otree_lab") == "otree-lab"
 
 
-def test_a_study_by_address_gets_the_next_free_port(tmp_path):
+def test_a_study_by_address_gets_the_first_free_port_of_study_ports(tmp_path):
     from stack import study
-    assert study._free_port(make(tmp_path, {"first": {}})) == study.FIRST_STUDY_PORT
-    assert study._free_port(make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "8444"}, "c": {"HTTPS_PORT": "8450"}})) == 8451
+    assert study._free_port(make(tmp_path, {"first": {}})) == 8444
+    assert study._free_port(make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "8444"}, "c": {"HTTPS_PORT": "8446"}})) == 8445
+    full = make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "8444"}}, STUDY_PORTS="8444")
+    with pytest.raises(StackError, match="Every port of STUDY_PORTS"):
+        study._free_port(full)
+
+
+@pytest.mark.parametrize("ports, message", [
+    ("8444-8453", None), ("9000", None), ("8453-8444", "is not a port range"), ("84x", "is not a port range"),
+    ("8000-8100", "at most 50"), ("440-450", "includes the server's port 443"), ("70000", "is not a port range"),
+])
+def test_study_ports_are_checked(ports, message):
+    found = validate.server_problems({"STUDY_PORTS": ports})
+    assert (message is None and not found) or (message and any(message in problem for problem in found)), found
+
+
+def test_a_study_outside_study_ports_is_refused(tmp_path):
+    found = validate.settings_problems(make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "9000"}}))
+    assert any("HTTPS_PORT 9000 is neither the server's HTTPS_PORT (443) nor in its STUDY_PORTS" in problem
+               for problem in found), found

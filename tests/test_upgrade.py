@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 # The last commit of the one-study layout.
 BEFORE_STUDIES = "f8e3781c33f3eec16558f7826e84db89b54a5722"
 NAME = "otreeupgrade"
-HTTP_PORT, HTTPS_PORT = 18086, 18450
+HTTP_PORT, HTTPS_PORT, STUDY_PORTS = 18086, 18450, "18451-18452"
 
 
 def old_invoke(folder, *args):
@@ -66,9 +66,10 @@ def old_server(tmp_path_factory):
     with open(checkout / ".env.example", encoding="utf-8") as handle:
         values = envfile.parse(envfile.render_from_example(handle.read()))
     values.update(STACK_NAME=NAME, BIND_ADDRESS="127.0.0.1", HTTP_PORT=str(HTTP_PORT), HTTPS_PORT=str(HTTPS_PORT),
-                  BACKUP_DIR=str(folder / "backups"), **TEST_LOGIN_LIMIT,
-                  # Where this checkout keeps the studies' files after the update (the old release
-                  # ignores it); by default they would go into the repository under test.
+                  STUDY_PORTS=STUDY_PORTS, BACKUP_DIR=str(folder / "backups"), **TEST_LOGIN_LIMIT,
+                  # Where this checkout keeps the studies' files and their ports after the update (the
+                  # old release ignores both); by default the files would go into the repository
+                  # under test and the ports clash with other test servers.
                   STUDIES_DIR=str(folder / "studies"))
     write_file(env_path, values)  # as the old release's .env: one file
     try:
