@@ -87,7 +87,7 @@ def otree(c, study=None):
             "project": "add: the oTree project folder (inside this repository).",
             "domain": "add: the study's DNS name. Without one it is reached by this server's address, on a port "
                       "of its own when the server's HTTPS port is taken.",
-            "port": "add, without --domain: the study's own HTTPS port (default: the next free one from 8444).",
+            "port": "add, without --domain: the study's own HTTPS port, one of STUDY_PORTS (default: the first free one).",
             "confirm": "remove: " + CONFIRM_HELP})
 @_friendly
 def study(c, action, name, project=None, domain=None, port=None, confirm=None):
