@@ -2,7 +2,8 @@
 
 Each task is a thin wrapper over one module of stack/, whose run(...) is named after it. A server
 runs one or more studies; every task takes --study NAME, which may be left out while the server
-has one study. With several, a task that acts on a study refuses to guess and lists them."""
+has one study. With several, a task that acts on a study refuses to guess and lists them.
+From a laptop, --on NAME runs a task on a server recorded with `invoke server add`, over SSH."""
 import functools
 import sys
 
@@ -11,10 +12,13 @@ from invoke import Exit, task
 from stack import backups as backups_module, base_image, commands, context, down as down_module, export_data as export_data_module
 from stack import migrate as migrate_module, resetdb as resetdb_module, restore as restore_module
 from stack import settings, status as status_module, study as study_module, testing, up as up_module
+from stack import deploy as deploy_module, maintenance as maintenance_module, releases as releases_module
+from stack import config as config_module, remote, rollback as rollback_module, servers as servers_module, ssh
 from stack.console import StackError
 
-STUDY_HELP = "The study to act on (`invoke study list`); may be left out while the server has only one."
+STUDY_HELP = "The study to act on (`invoke studies`); may be left out while the server has only one."
 CONFIRM_HELP = "For scripts: the study's name, typed in advance, to confirm."
+ON_HELP = "Run it on this server (`invoke servers`) over SSH, instead of here."
 
 
 def _friendly(function):
@@ -32,9 +36,23 @@ def _after_double_dash():
     return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 
 
-@task(help={"study": "Only this study (and the proxy). Without it: the proxy and every study."})
+def _on_server(function):
+    """With --on NAME the task runs on that server, in its stack's folder, with the same options."""
+    @functools.wraps(function)
+    def wrapper(c, **options):
+        name = options.pop("on", None)
+        if not name:
+            return function(c, **options)
+        code = remote.invoke_on(name, *ssh.task_args(function.__name__, options, _after_double_dash()))
+        if code:
+            raise Exit(code=code)
+    return wrapper
+
+
+@task(help={"on": ON_HELP, "study": "Only this study (and the proxy). Without it: the proxy and every study."})
 @_friendly
-def up(c, study=None):
+@_on_server
+def up(c, study=None, on=None):
     """Set up and start the server: settings files with new secrets on first run, checks, build,
     the proxy, each study (database migrated first), health, addresses. Safe to run again; keeps all data."""
     up_module.run(study_name=study)
@@ -48,33 +66,37 @@ def rebuild(c, pull=False, study=None):
     up_module.run(study_name=study, rebuild=True, pull=pull)
 
 
-@task(help={"study": STUDY_HELP, "delete_data": "Also delete the study's database, after a typed confirmation.",
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "delete_data": "Also delete the study's database, after a typed confirmation.",
             "confirm": CONFIRM_HELP})
 @_friendly
-def down(c, study=None, delete_data=False, confirm=None):
+@_on_server
+def down(c, study=None, delete_data=False, confirm=None, on=None):
     """Stop a study. Its data is kept unless --delete-data is given and confirmed."""
     down_module.run(study=study, delete_data=delete_data, confirm=confirm)
 
 
-@task(help={"study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx "
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx "
                                             "or certbot.",
             "no_follow": "Print the recent lines and stop, instead of following the log."})
 @_friendly
-def logs(c, study=None, service=None, no_follow=False):
+@_on_server
+def logs(c, study=None, service=None, no_follow=False, on=None):
     """Show a study's logs (the last 200 lines, then new lines as they come)."""
     commands.logs(study=study, service=service, follow=not no_follow)
 
 
-@task(help={"study": "Only this study; without it, every study."})
+@task(help={"on": ON_HELP, "study": "Only this study; without it, every study."})
 @_friendly
-def status(c, study=None):
+@_on_server
+def status(c, study=None, on=None):
     """Show the proxy's and each study's services, health, oTree version, backups and address."""
     status_module.run(study=study)
 
 
-@task(help={"study": STUDY_HELP})
+@task(help={"on": ON_HELP, "study": STUDY_HELP})
 @_friendly
-def otree(c, study=None):
+@_on_server
+def otree(c, study=None, on=None):
     """Run an oTree command in a study's oTree container: invoke otree -- test prolific_study 3"""
     code = commands.otree(_after_double_dash(), study=study)
     if code:
@@ -102,9 +124,10 @@ def study(c, action, name, project=None, domain=None, port=None, confirm=None):
         raise StackError(f"There is no study action {action!r}: use add or remove (`invoke studies` lists them).")
 
 
-@task
+@task(help={"on": ON_HELP})
 @_friendly
-def studies(c):
+@_on_server
+def studies(c, on=None):
     """List the studies: address, oTree version, health, sessions, active participants, last backup, disk used."""
     study_module.list_studies()
 
@@ -124,57 +147,169 @@ def build_base(c):
       help={"study": STUDY_HELP,
             "session": "Export only this session (its code, from the admin's Sessions page).",
             "app": "Export only this app: its table and its custom exports.",
-            "output": "Folder for the timestamped export folder and its zip (default: exports/STUDY/ here)."})
+            "output": "Folder for the timestamped export folder and its zip (default: exports/STUDY/ here; with "
+                      "--on, downloads/SERVER/ on this laptop).",
+            "on": "Export on this server (`invoke servers`) and bring the files here, checked against their sha256."})
 @_friendly
-def export_data(c, study=None, session=None, app=None, output=None):
+def export_data(c, study=None, session=None, app=None, output=None, on=None):
     """Export every file the admin's "Export data" page offers into exports/STUDY/<UTC time>/ and a zip.
 
     With a manifest (sessions, counts, options, checksums). Safe while participants play: it runs
     in a separate process in the oTree container, not through the server."""
-    export_data_module.run(study=study, session=session, app=app, output=output)
+    if on:
+        remote.export_data(on, study=study, session=session, app=app, output=output)
+    else:
+        export_data_module.run(study=study, session=session, app=app, output=output)
 
 
-@task(help={"study": STUDY_HELP})
+@task(help={"on": ON_HELP, "study": STUDY_HELP,
+            "download": "With --on: also bring the backup to this laptop, checked against its sha256.",
+            "output": "With --download: the folder for it (default: downloads/SERVER/backups/)."})
 @_friendly
-def backup(c, study=None):
+def backup(c, study=None, on=None, download=False, output=None):
     """Back up a study's database now: a verified pg_dump with a manifest in its BACKUP_DIR, copied
     to the restic repository when one is set. Safe while participants play."""
-    backups_module.run_backup(context.load(study, purpose="backs up"))
+    if download and not on:
+        raise StackError("--download brings a server's backup to this laptop: add --on SERVER. Here, the backup "
+                         "is in the study's BACKUP_DIR already.")
+    if on and download:
+        remote.download_backup(on, study=study, output=output)
+    elif on:
+        code = remote.invoke_on(on, *ssh.task_args("backup", {"study": study}))
+        if code:
+            raise Exit(code=code)
+    else:
+        backups_module.run_backup(context.load(study, purpose="backs up"))
 
 
-@task(help={"study": STUDY_HELP, "offsite": "Also list the snapshots in the restic repository."})
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "offsite": "Also list the snapshots in the restic repository.",
+            "tar": "Write this backup (its ID) to standard output as a tar, instead of listing; what "
+                   "`invoke backup --download` reads over SSH."})
 @_friendly
-def backups(c, study=None, offsite=False):
+@_on_server
+def backups(c, study=None, offsite=False, tar=None, on=None):
     """List a study's backups: when, why, size, whether they verified, and their off-site copy."""
-    backups_module.run_list(context.load(study, purpose="lists the backups of"), offsite=offsite)
+    if tar:
+        backups_module.stream(context.load(study, purpose="sends a backup of"), tar)
+    else:
+        backups_module.run_list(context.load(study, purpose="lists the backups of"), offsite=offsite)
 
 
 @task(positional=["source"],
-      help={"source": "What to restore: `latest`, a backup ID from `invoke backups`, or a backup's otree.dump "
+      help={"on": ON_HELP, "source": "What to restore: `latest`, a backup ID from `invoke backups`, or a backup's otree.dump "
                       "file or folder. With --offsite: `latest` or a snapshot ID from `invoke backups --offsite`.",
             "study": STUDY_HELP, "offsite": "Take the backup from the restic repository.", "confirm": CONFIRM_HELP})
 @_friendly
-def restore(c, source, study=None, offsite=False, confirm=None):
+@_on_server
+def restore(c, source, study=None, offsite=False, confirm=None, on=None):
     """Replace a study's database with a backup. The backup is proven first, the current state is
     backed up, oTree is stopped for the swap and started again; prints how to undo."""
     restore_module.run(context.load(study, purpose="restores"), source=source, offsite=offsite, confirm=confirm)
 
 
-@task(help={"study": STUDY_HELP, "confirm": CONFIRM_HELP})
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "confirm": CONFIRM_HELP})
 @_friendly
-def resetdb(c, study=None, confirm=None):
+@_on_server
+def resetdb(c, study=None, confirm=None, on=None):
     """Delete all of a study's data and start with empty tables (oTree's resetdb), after a verified backup."""
     resetdb_module.run(context.load(study, purpose="empties"), confirm=confirm)
 
 
-@task(help={"study": STUDY_HELP, "dry_run": "Only show what would change; change nothing."})
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "dry_run": "Only show what would change; change nothing."})
 @_friendly
-def migrate(c, study=None, dry_run=False):
+@_on_server
+def migrate(c, study=None, dry_run=False, on=None):
     """Add your models' new tables and columns to a study's database, keeping every row (`invoke up` does it too).
 
     Old rows get an empty value in a new column. Removed or changed columns are reported, never
     dropped; a changed type is refused. Backs up first, then restarts oTree."""
     migrate_module.run(context.load(study, purpose="migrates"), dry_run=dry_run)
+
+
+@task(positional=["action", "name"],
+      help={"action": "add, setup or remove",
+            "name": "The server's name on this laptop: 1-30 lower-case letters, digits and -, e.g. lab.",
+            "host": "add: its SSH address, USER@HOST.",
+            "port": "add: its SSH port (default 22).",
+            "path": "add: the stack's folder on the server, relative to the user's home (default otree-stack)."})
+@_friendly
+def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH):
+    """Servers this laptop deploys to: invoke server add NAME --host USER@HOST [--port N], server setup NAME, server remove NAME."""
+    if action == "add":
+        if not host:
+            raise StackError("Usage: invoke server add NAME --host USER@HOST [--port N]")
+        servers_module.add(name, host, port=port, path=path)
+    elif action == "setup":
+        remote.setup(name)
+    elif action == "remove":
+        servers_module.remove(name)
+    else:
+        raise StackError(f"There is no server action {action!r}: use add, setup or remove (`invoke servers` lists them).")
+
+
+@task
+@_friendly
+def servers(c):
+    """List the servers this laptop knows (servers.ini): name, SSH address and port, the stack's folder."""
+    servers_module.list_servers()
+
+
+@task(help={"on": "Deploy to this server (`invoke servers`) over SSH. Without it: on this machine.",
+            "study": "The study to deploy to; a name the server does not have yet adds it.",
+            "project": "Your oTree project folder (default: otree_project).",
+            "allow_dirty": "Ship uncommitted changes too (the release then records a -dirty revision).",
+            "force": "Deploy even though participants were active lately (they see the maintenance page).",
+            "active_minutes": "How recent a participant's page request must be to count as active (default 10).",
+            "domain": "Only for a new study: its DNS name.",
+            "revision": "Recorded as the git revision (a laptop's deploy passes its own).",
+            "who": "Recorded as who deployed (a laptop's deploy passes user@laptop)."})
+@_friendly
+def deploy(c, on=None, study=None, project=None, allow_dirty=False, force=False, active_minutes=10, domain=None,
+           revision=None, who=None):
+    """Deploy your project as a study's next release: checks, build while the old one serves, backup,
+    a maintenance page for the seconds of the switch, and the previous release back by itself on failure."""
+    if on:
+        remote.deploy(on, study=study, project_folder=project, allow_dirty=allow_dirty, force=force,
+                      active_minutes=active_minutes, domain=domain)
+    else:
+        deploy_module.run(study=study, project_folder=project, force=force, active_minutes=active_minutes,
+                          revision=revision, who=who, domain=domain)
+
+
+@task(help={"on": ON_HELP, "study": STUDY_HELP})
+@_friendly
+@_on_server
+def releases(c, study=None, on=None):
+    """List a study's releases: number, time, who, git revision, oTree version, outcome, downtime, changes."""
+    releases_module.run(context.load(study, purpose="lists the releases of"))
+
+
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "to": "The release to go back to, e.g. v3 (default: the previous one)."})
+@_friendly
+@_on_server
+def rollback(c, to=None, study=None, on=None):
+    """Start an earlier release's code again: invoke rollback [--to vN]. The data stays (columns added since are kept)."""
+    rollback_module.run(study=study, version=to)
+
+
+@task(positional=["action"], help={"on": ON_HELP, "study": STUDY_HELP, "action": "on or off"})
+@_friendly
+@_on_server
+def maintenance(c, action, study=None, on=None):
+    """Show participants a maintenance page that reloads by itself (on), or serve them again (off). The admin stays reachable."""
+    maintenance_module.run(context.load(study, purpose="switches maintenance of"), action)
+
+
+@task(iterable=["set_", "unset"],
+      help={"on": ON_HELP, "study": STUDY_HELP, "get": "Show this setting (a secret too: you asked for it by name).",
+            "set_": "KEY=VALUE to set; give --set again for more, changed together.",
+            "unset": "KEY to set back to its default; give --unset again for more."})
+@_friendly
+@_on_server
+def config(c, get=None, set_=None, unset=None, study=None, on=None):
+    """A study's settings, secrets masked: invoke config [--get KEY | --set KEY=VALUE ... | --unset KEY ...]"""
+    config_module.run(context.load(study, purpose="shows or changes the settings of"), get=get, set_pairs=set_ or [],
+                      unset=unset or [])
 
 
 @task(help={"unit": "Only the pure-logic tests: seconds, no Docker engine and no Chromium."})

@@ -2,7 +2,9 @@
 The work happens in the backup container (backup/otree_backup); this side passes requests in
 and reads the answers."""
 import os
+import re
 import subprocess
+import sys
 
 from . import pagetimes
 from .console import StackError, info, step, warn
@@ -110,6 +112,18 @@ def run_list(ctx, offsite=False):
     code, _, _ = service(ctx, "list", *(["--offsite"] if offsite else []))
     if code:
         raise StackError("Listing the backups failed; the reason is above.")
+
+
+def stream(ctx, backup_id):
+    """A backup's folder as a tar on standard output: what `invoke backup --download` reads over SSH."""
+    if not re.fullmatch(r"[0-9A-Za-z_.-]+", backup_id or "") or backup_id.startswith("."):
+        raise StackError(f"{backup_id!r} is not a backup ID; `invoke backups` lists them.")
+    require_running(ctx, "backup")
+    sys.stdout.flush()
+    result = subprocess.run(ctx.compose.command("exec", "-T", "backup", "tar", "-cf", "-", "-C", "/backups", backup_id),
+                            env=ctx.compose.environment, stdout=sys.stdout.buffer)
+    if result.returncode:
+        raise StackError(f"There is no backup {backup_id} to send (`invoke backups` lists them).")
 
 
 def status_lines(ctx):

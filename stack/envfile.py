@@ -70,3 +70,29 @@ def create_if_missing(env_path=None):
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     return True
+
+
+def set_values(env_path, changes):
+    """Set (or, with None, remove) keys in a settings file, keeping its comments and order; the
+    file is replaced whole, mode 600, so a reader never sees half of it."""
+    with open(env_path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    pending = dict(changes)
+    kept = []
+    for line in lines:
+        match = re.match(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line.strip())
+        key = match.group(1) if match else None
+        if key in pending:
+            value = pending.pop(key)
+            if value is not None:
+                kept.append(f"{key}={value}")
+            continue
+        kept.append(line)
+    kept += [f"{key}={value}" for key, value in pending.items() if value is not None]
+    partial = f"{env_path}.partial"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(kept) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, env_path)

@@ -7,11 +7,14 @@ from .console import StackError, warn
 from .envfile import REPO_ROOT
 
 
-def directory(folder):
+def directory(folder, inside_repository=True):
     """The project folder, checked: inside this repository (Docker can only copy files from
-    inside it), with the files the image needs, on an oTree the image can install."""
-    shown = os.path.relpath(folder, REPO_ROOT)
-    if os.path.commonpath([os.path.realpath(folder), REPO_ROOT]) != REPO_ROOT or os.path.realpath(folder) == REPO_ROOT:
+    inside it; a laptop that ships it elsewhere says inside_repository=False), with the files the
+    image needs, on an oTree the image can install."""
+    shown = os.path.relpath(folder, REPO_ROOT) if inside_repository else folder
+    outside = (os.path.commonpath([os.path.realpath(folder), REPO_ROOT]) != REPO_ROOT
+               or os.path.realpath(folder) == REPO_ROOT)
+    if inside_repository and outside:
         raise StackError(f"The project folder {folder} is outside this repository ({REPO_ROOT}). Docker can only "
                          "build from inside it: copy your project into a folder here, e.g. ./my_study, "
                          "and use that folder.")

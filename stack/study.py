@@ -7,7 +7,7 @@ import re
 import shutil
 import time
 
-from . import backups, commands, context, down, envfile, pagetimes, project, proxy, settings, validate
+from . import backups, commands, context, database, down, envfile, pagetimes, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
 def _render_study_file(values):
@@ -60,7 +60,13 @@ def add_first(server):
 
 def add(name, project_folder, domain=None, port=None):
     """Check everything, write the study's settings file, then start it with `invoke up`."""
-    loaded = context.checked_settings()
+    create(context.checked_settings(), name, project_folder, domain=domain, port=port)
+    from . import up  # here: up imports this module for the first study
+    up.run(study_name=name)
+
+
+def create(loaded, name, project_folder, domain=None, port=None):
+    """Check everything and write a new study's settings file (with new secrets)."""
     if not settings.STUDY_NAME.match(name or ""):
         raise StackError(f"{validate.name_problem(name)} Nothing was added.")
     if any(study.name == name for study in loaded.studies):
@@ -84,14 +90,6 @@ def add(name, project_folder, domain=None, port=None):
         raise StackError("The study was not added:\n" + "\n".join(f"  - {problem}" for problem in problems))
     _write_new(path, text)
     step(f"Added the study '{name}': its settings are in {path} (new secrets; keep it private)")
-    from . import up  # here: up imports this module for the first study
-    up.run(study_name=name)
-
-
-def _sql(ctx, query):
-    result = ctx.compose.run("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "otree", "-At", "-c", query,
-                             capture=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def _facts(ctx):
@@ -102,11 +100,11 @@ def _facts(ctx):
     if ctx.compose.running("otree"):
         facts["otree"] = commands.otree_version(ctx) or "?"
     if ctx.compose.running("postgres"):
-        row = _sql(ctx, "SELECT (SELECT count(*) FROM otree_session), (SELECT count(*) FROM otree_participant "
-                        "WHERE _last_request_timestamp > extract(epoch FROM now()) - 600), "
-                        "pg_size_pretty(pg_database_size('otree'))")
-        if row:
-            facts["sessions"], facts["active"], facts["disk"] = row.split("|")
+        rows = database.query(ctx, "SELECT (SELECT count(*) FROM otree_session), (SELECT count(*) FROM otree_participant "
+                                   "WHERE _last_request_timestamp > extract(epoch FROM now()) - 600), "
+                                   "pg_size_pretty(pg_database_size('otree'))")
+        if rows:
+            facts["sessions"], facts["active"], facts["disk"] = rows[0].split("|")
         else:
             facts["sessions"], facts["active"] = "0", "0"
     if ctx.compose.running("backup"):

@@ -1,0 +1,410 @@
+"""Deploys from the laptop, on real containers over real SSH: a second host (an sshd in a container,
+its own address, this machine's Docker engine) is set up with `invoke server setup`; this checkout
+is the laptop, and a user's project is a git repository in a folder of its own. Participants mid-
+study see the maintenance page during a deploy with an added field, never an error, and finish
+after it; a release that does not load changes nothing; rollbacks start earlier releases' images;
+old images are pruned; the fault cases each get their message while the study keeps serving."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from stack import ssh
+from tests.conftest import _OFFSET
+from tests.helpers import REPO_ROOT
+from tests.test_https_proxy import login
+from tests.participants import Participant, play_together
+
+pytestmark = pytest.mark.docker
+
+HOST_CONTAINER = f"otreetest-sshhost{_OFFSET or ''}"
+SSH_PORT = 18222 + _OFFSET
+# The server's own stack: its name and ports, apart from every other test server's.
+STACK = "otreedeploy"
+HTTP_PORT, HTTPS_PORT, STUDY_PORTS = 18088 + _OFFSET, 18455 + _OFFSET, f"{18456 + _OFFSET}-{18457 + _OFFSET}"
+SERVER = "testhost"
+URL = f"https://127.0.0.1:{HTTPS_PORT}"
+MAINTENANCE_TEXT = "This study is being updated"
+
+
+class Laptop:
+    """This checkout, run as a researcher's laptop: its own servers file and SSH settings."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.environment = {**{k: v for k, v in os.environ.items() if k != "OTREE_STACK_ENV"},
+                            "OTREE_SERVERS_FILE": str(folder / "servers.ini"),
+                            "OTREE_SSH_CONFIG": str(folder / "ssh_config")}
+
+    def invoke(self, *args, check=True, timeout=900):
+        result = subprocess.run(["invoke", *args], cwd=REPO_ROOT, env=self.environment, capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode:
+            raise AssertionError(f"invoke {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+        return result
+
+    def popen(self, *args):
+        return subprocess.Popen(["invoke", *args], cwd=REPO_ROOT, env=self.environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+class Host:
+    def __init__(self, home):
+        self.home = home
+        self.stack = home / "otree-stack"
+
+    def study_values(self):
+        values = {}
+        for line in (self.stack / "studies" / f"{STACK}.env").read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key] = value
+        return values
+
+    def sql(self, query):
+        result = subprocess.run(["docker", "exec", f"{STACK}-{STACK}-postgres-1", "psql", "-U", "postgres", "-d",
+                                 "otree", "-At", "-c", query], capture_output=True, text=True, check=True)
+        return result.stdout.split()
+
+    def releases(self):
+        return json.loads((self.stack / "releases" / STACK / "releases.json").read_text())
+
+
+def git(folder, *args):
+    subprocess.run(["git", "-C", str(folder), "-c", "user.name=Researcher", "-c", "user.email=r@example.edu", *args],
+                   check=True, capture_output=True)
+
+
+def wait_for_ssh(port):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+                if connection.recv(10).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the test host's sshd did not answer")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The second host, set up from the laptop; the laptop; the user's project in git."""
+    folder = tmp_path_factory.mktemp("deploy")
+    home = folder / "home"
+    home.mkdir()
+    (folder / "keys").mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "laptop_key")], check=True)
+    shutil.copy(folder / "laptop_key.pub", folder / "keys" / "authorized_keys")
+    (folder / "ssh_config").write_text(f"Host *\n  IdentityFile {folder / 'laptop_key'}\n  IdentitiesOnly yes\n"
+                                       f"  UserKnownHostsFile {folder / 'known_hosts'}\n")
+    subprocess.run(["docker", "build", "-q", "-t", "otree-stack/sshhost:test", os.path.join(REPO_ROOT, "tests", "sshhost")],
+                   check=True, capture_output=True)
+    subprocess.run(["docker", "rm", "-f", HOST_CONTAINER], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", HOST_CONTAINER, "-p", f"127.0.0.1:{SSH_PORT}:22",
+                    "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{home}:{home}",
+                    "-v", f"{folder / 'keys'}:/keys:ro", "-e", f"DEPLOY_HOME={home}",
+                    # A disk that is full: a tiny one, holding only a stack's tasks.py.
+                    "--tmpfs", "/full:size=256k,mode=1777", "otree-stack/sshhost:test"],
+                   check=True, capture_output=True)
+    laptop = Laptop(folder)
+    host = Host(home)
+    try:
+        wait_for_ssh(SSH_PORT)
+        laptop.invoke("server", "add", SERVER, "--host", "deploy@127.0.0.1", "--port", str(SSH_PORT))
+        subprocess.run(["docker", "exec", "-u", "deploy", HOST_CONTAINER, "sh", "-c",
+                        "mkdir -p /full/stack && touch /full/stack/tasks.py"], check=True)
+        # The server's settings before setup: its name and ports, apart from this machine's other stacks.
+        subprocess.run(["ssh", "-F", str(folder / "ssh_config"), *ssh.OPTIONS, "-p", str(SSH_PORT), "deploy@127.0.0.1",
+                        "mkdir -p otree-stack && umask 077 && cat > otree-stack/.env"],
+                       input=f"STACK_NAME={STACK}\nBIND_ADDRESS=127.0.0.1\nHTTP_PORT={HTTP_PORT}\n"
+                             f"HTTPS_PORT={HTTPS_PORT}\nSTUDY_PORTS={STUDY_PORTS}\n",
+                       text=True, check=True, capture_output=True, timeout=60)
+        setup = laptop.invoke("server", "setup", SERVER, timeout=1500)
+        assert f"The study '{STACK}' is up: {URL}/" in setup.stdout
+        project = folder / "project"
+        shutil.copytree(os.path.join(REPO_ROOT, "otree_project"), project)
+        git(project, "init", "-q")
+        git(project, "add", ".")
+        git(project, "commit", "-q", "-m", "The study")
+        yield laptop, host, project
+    finally:
+        subprocess.run(["docker", "exec", HOST_CONTAINER, "sh", "-c",
+                        f"cd {home}/otree-stack && sudo -u deploy invoke down --delete-data --confirm {STACK}"],
+                       capture_output=True)
+        stop = [cid for project in (STACK, f"{STACK}-{STACK}") for cid in subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+            capture_output=True, text=True).stdout.split()]
+        if stop:
+            subprocess.run(["docker", "rm", "-f", *stop], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", HOST_CONTAINER], capture_output=True)
+        for network in (f"{STACK}-{STACK}-proxy", f"{STACK}_outside"):
+            subprocess.run(["docker", "network", "rm", network], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", f"{STACK}_certs", f"{STACK}_static", f"{STACK}_letsencrypt",
+                        f"{STACK}_acme-webroot"], capture_output=True)
+        # Files the server's containers wrote as their own users.
+        subprocess.run(["rm", "-rf", str(home)], capture_output=True)
+
+
+def rest(host, method, path, **kwargs):
+    response = requests.request(method, URL + path, verify=False, timeout=60,
+                                headers={"otree-rest-key": host.study_values()["OTREE_REST_KEY"]}, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def new_session(host, count=3):
+    return rest(host, "POST", "/api/sessions", json={"session_config_name": "prolific_study",
+                                                     "num_participants": count})
+
+
+def change_project(project, message, path, old, new):
+    target = project / path
+    target.write_text(target.read_text().replace(old, new, 1))
+    git(project, "commit", "-q", "-am", message)
+
+
+def test_setup_serves_the_example_study_over_https(world):
+    response = requests.get(f"{URL}/room/prolific", verify=False, timeout=30)
+    assert response.status_code == 200
+
+
+def test_a_deploy_from_the_laptop_is_release_2_and_participants_play(world):
+    laptop, host, project = world
+    result = laptop.invoke("deploy", "--on", SERVER, "--project", str(project))
+    assert f"Release v2 of the study '{STACK}' is live: {URL}/" in result.stdout, result.stdout
+    assert "no changes to the database" in result.stdout
+    records = host.releases()
+    assert [(r["number"], r["kind"], r["outcome"]) for r in records] == [(1, "adopted", "replaced"),
+                                                                         (2, "deploy", "live")]
+    assert records[1]["revision"] == subprocess.run(["git", "-C", str(project), "rev-parse", "--short", "HEAD"],
+                                                    capture_output=True, text=True).stdout.strip()
+    assert records[1]["otree_version"] and records[1]["image_id"].startswith("sha256:")
+    assert records[1]["deployer"].count("@") == 1 and records[1]["backup_id"]
+    session = new_session(host)
+    players = [Participant(f"{session['session_wide_url']}?participant_label=first{number}") for number in range(3)]
+    play_together(players)
+    listed = laptop.invoke("releases", "--on", SERVER).stdout
+    assert "v1" in listed and "v2" in listed and "adopted" in listed
+
+
+def poll(participant, until, seen):
+    """GET the participant's page until `until` is set, as a browser's reloads would: every
+    answer's status, and whether a 503 was the maintenance page."""
+    while not until():
+        try:
+            response = participant.http.get(participant.url, timeout=30)
+            kind = response.status_code
+            if kind == 503:
+                assert MAINTENANCE_TEXT in response.text and response.headers.get("Retry-After")
+                kind = "maintenance"
+        except requests.RequestException as error:
+            kind = type(error).__name__
+        seen.append(kind)
+        time.sleep(0.2)
+
+
+def test_a_deploy_with_a_new_field_mid_study_shows_the_maintenance_page_and_loses_nothing(world):
+    import threading
+    laptop, host, project = world
+    session = new_session(host)
+    players = [Participant(f"{session['session_wide_url']}?participant_label=mid{number}") for number in range(3)]
+    for player in players[:2]:  # these two wait on the grouping page for the third
+        player.play_until("GroupingWaitPage")
+    players[2].play_until("Demographics")
+    change_project(project, "A new field", "questionnaire/__init__.py",
+                   "    strategy = models.LongStringField(",
+                   "    comments = models.LongStringField(blank=True)\n    strategy = models.LongStringField(")
+    refused = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), check=False)
+    assert refused.returncode != 0
+    assert "Participants were active in the last 10 minutes" in refused.stdout + refused.stderr
+    assert session["code"] in refused.stdout + refused.stderr
+    assert len(host.releases()) == 2  # a refusal is not a release
+    participants_before = host.sql("SELECT count(*) FROM otree_participant")
+    done, seen = threading.Event(), {player.url: [] for player in players}
+    pollers = [threading.Thread(target=poll, args=(player, done.is_set, seen[player.url])) for player in players]
+    for poller in pollers:
+        poller.start()
+    try:
+        deployed = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--force")
+    finally:
+        done.set()
+        for poller in pollers:
+            poller.join()
+    assert "Release v3" in deployed.stdout and "column comments" in deployed.stdout, deployed.stdout
+    downtime = float(re.search(r"maintenance page for ([0-9.]+) s", deployed.stdout).group(1))
+    print(f"participants' downtime in this deploy: {downtime} s")
+    assert downtime < 30
+    for url, kinds in seen.items():
+        assert "maintenance" in kinds, (url, kinds)
+        assert set(kinds) <= {200, "maintenance"}, (url, kinds)
+    play_together(players)
+    assert host.sql("SELECT count(*) FROM otree_participant") == participants_before
+    assert host.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'questionnaire_player' "
+                    "AND column_name = 'comments'") == ["comments"]
+    assert host.sql(f"SELECT count(*) FROM otree_participant p JOIN otree_session s ON p.session_id = s.id "
+                    f"WHERE s.code = '{session['code']}' AND p._current_page_name = 'Payment'") == ["3"]
+
+
+def test_a_release_that_does_not_load_changes_nothing_and_is_listed_as_failed(world):
+    laptop, host, project = world
+    rows_before = host.sql("SELECT count(*) FROM otree_participant")
+    columns_before = host.sql("SELECT count(*) FROM information_schema.columns")
+    change_project(project, "A mistake", "public_goods/__init__.py", "class C(BaseConstants):",
+                   "class C(BaseConstants:")
+    failed = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--force", check=False)
+    assert failed.returncode != 0
+    assert "does not load" in failed.stdout + failed.stderr and "SyntaxError" in failed.stdout + failed.stderr
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+    assert host.sql("SELECT count(*) FROM otree_participant") == rows_before
+    assert host.sql("SELECT count(*) FROM information_schema.columns") == columns_before
+    last = host.releases()[-1]
+    assert (last["number"], last["outcome"]) == (4, "failed") and last["reason"]
+    assert [r["number"] for r in host.releases() if r["outcome"] == "live"] == [3]
+    git(project, "revert", "--no-edit", "HEAD")
+
+
+def test_rollback_starts_the_previous_release_and_keeps_the_data_and_old_images_are_pruned(world):
+    laptop, host, project = world
+    rolled = laptop.invoke("rollback", "--on", SERVER)
+    assert "Release v5 (the code of v2) is live" in rolled.stdout, rolled.stdout
+    assert "The data was not rolled back" in rolled.stdout and "invoke restore" in rolled.stdout
+    # The column v3 added stays; v2's code ignores it and serves.
+    assert host.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'questionnaire_player' "
+                    "AND column_name = 'comments'") == ["1"]
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+    assert host.study_values()["OTREE_PROJECT_DIR"] == "releases/otreedeploy/v2"
+    for _ in range(2):  # v6 (v3's code), v7 (v5's)
+        laptop.invoke("rollback", "--on", SERVER)
+    records = host.releases()
+    assert [(r["number"], r["outcome"]) for r in records][-3:] == [(5, "replaced"), (6, "replaced"), (7, "live")]
+    listed = laptop.invoke("releases", "--on", SERVER).stdout
+    assert all(f"v{number} " in listed for number in range(1, 8))
+    # Six releases had images; the oldest one's went.
+    assert [r["number"] for r in records if r.get("image_kept")] == [2, 3, 5, 6, 7]
+    images = subprocess.run(["docker", "images", "--format", "{{.Tag}}", "otree-stack/otree"], capture_output=True,
+                            text=True).stdout.split()
+    assert f"{STACK}-{STACK}-v1" not in images and f"{STACK}-{STACK}-v2" in images
+
+
+def test_maintenance_mode_shows_participants_the_page_and_keeps_the_admin(world):
+    laptop, host, _ = world
+    laptop.invoke("maintenance", "on", "--on", SERVER)
+    try:
+        page = requests.get(f"{URL}/room/prolific", verify=False, timeout=30)
+        assert page.status_code == 503 and MAINTENANCE_TEXT in page.text
+        assert page.headers["Retry-After"] and page.headers["Cache-Control"] == "no-store"
+        assert requests.get(f"{URL}/login", verify=False, timeout=30).status_code == 200
+    finally:
+        laptop.invoke("maintenance", "off", "--on", SERVER)
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_tasks_run_on_the_server_with_on(world):
+    laptop, _, _ = world
+    status = laptop.invoke("status", "--on", SERVER).stdout
+    assert STACK in status and "healthy" in status
+    assert "Studies on this server (1)" in laptop.invoke("studies", "--on", SERVER).stdout
+    assert "otree" in laptop.invoke("logs", "--on", SERVER, "--no-follow", "--service", "otree").stdout
+    assert "before-deploy" in laptop.invoke("backups", "--on", SERVER).stdout
+
+
+@pytest.mark.parametrize("case, server, message", [
+    ("unknown name", ["nowhere-else"], "There is no server named 'nowhere-else'"),
+    ("unreachable host", ["closed", "--host", "deploy@127.0.0.1", "--port", "1"], "cannot be reached"),
+    ("refused key", ["stranger", "--host", "intruder@127.0.0.1", "--port", str(SSH_PORT)], "refused your SSH key"),
+    ("no stack there", ["empty", "--host", "deploy@127.0.0.1", "--port", str(SSH_PORT), "--path", "not-here"],
+     "has no stack in not-here"),
+    ("full disk", ["full", "--host", "deploy@127.0.0.1", "--port", str(SSH_PORT), "--path", "/full/stack"],
+     "disk is full"),
+])
+def test_each_fault_gets_its_message_and_the_study_keeps_serving(world, case, server, message):
+    laptop, host, project = world
+    if len(server) > 1:
+        laptop.invoke("server", "add", *server)
+    failed = laptop.invoke("deploy", "--on", server[0], "--project", str(project), check=False)
+    assert failed.returncode != 0
+    assert message in failed.stdout + failed.stderr, (case, failed.stdout, failed.stderr)
+    assert "Traceback" not in failed.stderr
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_a_second_deploy_at_once_is_refused_and_a_lost_connection_does_not_stop_the_first(world):
+    laptop, host, project = world
+    releases_before = len(host.releases())
+    logs_before = set((host.stack / "releases" / ".incoming").glob("*.log"))
+    first = laptop.popen("deploy", "--on", SERVER, "--project", str(project), "--force")
+    deadline = time.time() + 120
+    while not any("building its image" in log.read_text()  # printed while it holds the lock
+                  for log in set((host.stack / "releases" / ".incoming").glob("*.log")) - logs_before):
+        assert time.time() < deadline and first.poll() is None
+        time.sleep(0.2)
+    second = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--force", check=False)
+    assert second.returncode != 0 and "Another operation is running" in second.stdout + second.stderr
+    # The laptop's connection goes away mid-deploy; the server finishes on its own.
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    deadline = time.time() + 600
+    while len(host.releases()) == releases_before or host.releases()[-1].get("outcome") is None:
+        assert time.time() < deadline, "the deploy did not finish on the server"
+        time.sleep(2)
+    assert host.releases()[-1]["outcome"] == "live"
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def container_id(name):
+    return subprocess.run(["docker", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_config_refuses_a_bad_value_and_applies_a_good_one_restarting_only_otree(world):
+    laptop, host, _ = world
+    settings_file = host.stack / "studies" / f"{STACK}.env"
+    before = settings_file.read_bytes()
+    refused = laptop.invoke("config", "--set", "CPU_LIMIT=lots", "--on", SERVER, check=False)
+    assert refused.returncode != 0 and "CPU_LIMIT 'lots' is not valid" in refused.stdout + refused.stderr
+    refused = laptop.invoke("config", "--set", "POSTGRES_PASSWORD=another-password-1234", "--on", SERVER, check=False)
+    assert refused.returncode != 0 and "keeps the password it was made with" in refused.stdout + refused.stderr
+    assert settings_file.read_bytes() == before
+    password = host.study_values()["OTREE_ADMIN_PASSWORD"]
+    listed = laptop.invoke("config", "--on", SERVER).stdout
+    assert password not in listed and "OTREE_ADMIN_PASSWORD" in listed and "********" in listed
+    assert laptop.invoke("config", "--get", "OTREE_ADMIN_PASSWORD", "--on", SERVER).stdout.strip() == password
+    otree, postgres = (container_id(f"{STACK}-{STACK}-{service}-1") for service in ("otree", "postgres"))
+    laptop.invoke("config", "--set", "OTREE_ADMIN_PASSWORD=a-new-admin-password-42", "--on", SERVER)
+    assert host.study_values()["OTREE_ADMIN_PASSWORD"] == "a-new-admin-password-42"
+    assert os.stat(settings_file).st_mode & 0o777 == 0o600
+    assert container_id(f"{STACK}-{STACK}-otree-1") != otree
+    assert container_id(f"{STACK}-{STACK}-postgres-1") == postgres
+    environment = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}", f"{STACK}-{STACK}-otree-1"],
+                                 capture_output=True, text=True, check=True).stdout
+    assert "OTREE_ADMIN_PASSWORD=a-new-admin-password-42" in environment
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_exports_and_backups_come_to_the_laptop_checked(world, tmp_path):
+    laptop, host, _ = world
+    exported = laptop.invoke("export-data", "--on", SERVER, "--output", str(tmp_path / "exports"))
+    assert "every file matches its sha256" in exported.stdout
+    (folder,) = [path for path in (tmp_path / "exports").iterdir() if path.is_dir()]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["participants"] >= 6 and (tmp_path / "exports" / f"{folder.name}.zip").is_file()
+    # Byte for byte what the admin's page gives: the wide CSV from oTree's own export route.
+    (wide,) = [entry["name"] for entry in manifest["files"] if entry["name"].startswith("all_apps_wide")]
+    admin, _ = login(type("Server", (), {"https": URL})(), host.study_values()["OTREE_ADMIN_PASSWORD"])
+    assert (folder / wide).read_bytes() == admin.get(f"{URL}/ExportWide", timeout=60).content
+    assert not list((host.stack / "exports").glob(".for-laptop-*"))
+    downloaded = laptop.invoke("backup", "--on", SERVER, "--download", "--output", str(tmp_path / "backups"))
+    assert "matches the sha256 in manifest.json" in downloaded.stdout
+    (backup,) = list((tmp_path / "backups").iterdir())
+    assert (backup / "otree.dump").stat().st_size > 0
+
