@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 
 from . import (backups, commands, context, database, envfile, lock, maintenance, migrate, pagetimes, project,
@@ -87,6 +88,28 @@ def pages_answer(ctx, patience=20):
     return None
 
 
+def wait_healthy(compose, timeout=180):
+    """None once the new oTree answers its healthcheck, else why not. The check is run here every
+    second rather than waiting for Docker's (every 15 s): participants are waiting. A container
+    that stops or restarts fails at once (its log is shown), not after the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container = compose.container("otree")
+        found = subprocess.run(["docker", "inspect", "--format", "{{.State.Status}} {{.RestartCount}}",
+                                container or "-"], capture_output=True, text=True).stdout.split()
+        status, restarts = (found + ["", "0"])[:2]
+        if status == "running" and not subprocess.run(
+                ["docker", "exec", container, "python", "/opt/otree-server/healthcheck.py"],
+                capture_output=True).returncode:
+            return None
+        if status in ("exited", "dead", "restarting") or restarts not in ("", "0"):
+            compose.run("logs", "--no-color", "--tail", "30", "otree", check=False)
+            return f"the new oTree stopped as it started ({status}; its last log lines are above)"
+        time.sleep(1)
+    compose.run("logs", "--no-color", "--tail", "30", "otree", check=False)
+    return f"the new oTree was not healthy after {timeout} s (its last log lines are above)"
+
+
 def switch(ctx, new_ctx, plan, previous_image):
     """Stop the running oTree, add what the plan adds, start the new one and check it, with the
     maintenance page up meanwhile. On failure the previous image starts again and StackError
@@ -104,12 +127,8 @@ def switch(ctx, new_ctx, plan, previous_image):
                 step("Adding the new tables and columns")
                 migrate.check(new_ctx.compose, apply=True)
             step("Starting the new oTree and waiting until it is healthy")
-            if new_ctx.compose.run("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "180", "otree",
-                                   check=False).returncode:
-                new_ctx.compose.explain_unhealthy()
-                failure = "the new oTree did not become healthy (its last log lines are above)"
-            else:
-                failure = pages_answer(new_ctx)
+            new_ctx.compose.run("up", "--detach", "--no-deps", "otree")
+            failure = wait_healthy(new_ctx.compose) or pages_answer(new_ctx)
         except Exception as error:  # whatever went wrong, the previous release must serve again
             failure = str(error) or type(error).__name__
         if failure:
@@ -125,9 +144,8 @@ def _start_previous(ctx, previous_image):
     warn("The new release failed; starting the previous one again.")
     ctx.compose.run("stop", "otree", check=False)
     releases.tag(previous_image, releases.current_image(ctx.study))
-    if ctx.compose.run("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "180", "otree",
-                       check=False).returncode:
-        ctx.compose.explain_unhealthy()
+    ctx.compose.run("up", "--detach", "--no-deps", "otree")
+    if wait_healthy(ctx.compose):
         raise StackError("The new release failed AND the previous one did not start again (its log is above). The "
                          "database is as the failed release left it. Run `invoke rollback` or `invoke up`.")
     proxy.publish_static(ctx.study)
@@ -266,15 +284,17 @@ def _deploy(ctx, new_ctx, record, previous_image, force, active_minutes):
     pagetimes.flush(ctx.compose)
     backup = backups.take(ctx, "before-deploy")
     record["backup_id"] = backup.id
+    started = time.monotonic()
     try:
         record["downtime_seconds"] = round(switch(ctx, new_ctx, plan, previous_image), 1)
     except StackError as error:
-        record["outcome"] = releases.FAILED
+        record.update(outcome=releases.FAILED, downtime_seconds=round(time.monotonic() - started, 1))
         kept = (" The tables and columns it added stay, empty; the previous release ignores them."
                 if migrate.pending(plan) else "")
-        raise StackError(f"Release v{record['number']} failed: {error}. The previous release serves again; no data "
-                         f"was deleted.{kept} The backup from just before is {backup.id} (`invoke restore "
-                         f"{backup.id}` would undo the schema changes, and lose answers given since).")
+        raise StackError(f"Release v{record['number']} failed: {error}. The previous release serves again (participants "
+                         f"saw the maintenance page for {record['downtime_seconds']:.1f} s); no data was deleted.{kept} "
+                         f"The backup from just before is {backup.id} (`invoke restore {backup.id}` would undo the "
+                         "schema changes, and lose answers given since).")
     envfile.set_values(ctx.env_path, {"OTREE_PROJECT_DIR": record["project_dir"]})
     releases.tag(releases.current_image(study), releases.image(study, record["number"]))
     record.update(outcome=releases.LIVE, image_kept=True, image_id=releases.image_id(releases.current_image(study)),

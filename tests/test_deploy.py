@@ -273,24 +273,43 @@ def test_a_release_that_does_not_load_changes_nothing_and_is_listed_as_failed(wo
     git(project, "revert", "--no-edit", "HEAD")
 
 
+def test_a_release_that_fails_to_start_is_replaced_by_the_previous_one_by_itself(world):
+    laptop, host, project = world
+    rows_before = host.sql("SELECT count(*) FROM otree_participant")
+    # It loads (the comparison of models passes), but oTree's server refuses to start with it.
+    change_project(project, "Fails at start", "settings.py", "from os import environ\n",
+                   "from os import environ\nimport sys\nif 'prodserver' in sys.argv:\n"
+                   "    raise RuntimeError('this release cannot start')\n")
+    failed = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--force", check=False)
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Release v5 failed" in said and "The previous release serves again" in said
+    assert "this release cannot start" in said  # the new oTree's own log, shown
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+    assert host.sql("SELECT count(*) FROM otree_participant") == rows_before
+    last = host.releases()[-1]
+    assert (last["number"], last["outcome"]) == (5, "failed") and 0 < last["downtime_seconds"] < 60
+    assert [r["number"] for r in host.releases() if r["outcome"] == "live"] == [3]
+    git(project, "revert", "--no-edit", "HEAD")
+
+
 def test_rollback_starts_the_previous_release_and_keeps_the_data_and_old_images_are_pruned(world):
     laptop, host, project = world
     rolled = laptop.invoke("rollback", "--on", SERVER)
-    assert "Release v5 (the code of v2) is live" in rolled.stdout, rolled.stdout
+    assert "Release v6 (the code of v2) is live" in rolled.stdout, rolled.stdout
     assert "The data was not rolled back" in rolled.stdout and "invoke restore" in rolled.stdout
     # The column v3 added stays; v2's code ignores it and serves.
     assert host.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'questionnaire_player' "
                     "AND column_name = 'comments'") == ["1"]
     assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
     assert host.study_values()["OTREE_PROJECT_DIR"] == "releases/otreedeploy/v2"
-    for _ in range(2):  # v6 (v3's code), v7 (v5's)
+    for _ in range(2):  # v7 (v3's code), v8 (v6's)
         laptop.invoke("rollback", "--on", SERVER)
     records = host.releases()
-    assert [(r["number"], r["outcome"]) for r in records][-3:] == [(5, "replaced"), (6, "replaced"), (7, "live")]
+    assert [(r["number"], r["outcome"]) for r in records][-3:] == [(6, "replaced"), (7, "replaced"), (8, "live")]
     listed = laptop.invoke("releases", "--on", SERVER).stdout
-    assert all(f"v{number} " in listed for number in range(1, 8))
+    assert all(f"v{number} " in listed for number in range(1, 9))
     # Six releases had images; the oldest one's went.
-    assert [r["number"] for r in records if r.get("image_kept")] == [2, 3, 5, 6, 7]
+    assert [r["number"] for r in records if r.get("image_kept")] == [2, 3, 6, 7, 8]
     images = subprocess.run(["docker", "images", "--format", "{{.Tag}}", "otree-stack/otree"], capture_output=True,
                             text=True).stdout.split()
     assert f"{STACK}-{STACK}-v1" not in images and f"{STACK}-{STACK}-v2" in images
