@@ -3,8 +3,8 @@
 Files travel as one gzipped tar stream over ssh (Python's tarfile here, tar there), so the laptop
 needs only Python, invoke and OpenSSH, on Linux, macOS or Windows. A deploy runs detached on the
 server and the laptop follows its log: a lost connection stops the following, not the deploy."""
-import hashlib
 import json
+import hashlib
 import os
 import re
 import secrets
@@ -144,7 +144,9 @@ def _extract(stream, destination):
     return names
 
 
-def _sha256(path):
+def sha256(path):
+    """As the backup service's (backup/otree_backup/store.py), which a laptop cannot import: it
+    locks with fcntl, which Windows does not have."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -156,7 +158,7 @@ def _check(folder, expected):
     """expected: {file name: sha256}. Raises when a file is missing or differs."""
     for file_name, digest in expected.items():
         path = os.path.join(folder, file_name)
-        if not os.path.isfile(path) or _sha256(path) != digest:
+        if not os.path.isfile(path) or sha256(path) != digest:
             raise StackError(f"{path} does not match the checksum the server recorded: the transfer was damaged. "
                              "Run the command again; the files on the server are untouched.")
 
