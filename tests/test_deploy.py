@@ -18,7 +18,7 @@ import requests
 
 from stack import ssh
 from tests.conftest import _OFFSET
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, containers_of
 from tests.test_https_proxy import login
 from tests.participants import Participant, play_together
 
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.docker
 HOST_CONTAINER = f"otreetest-sshhost{_OFFSET or ''}"
 SSH_PORT = 18222 + _OFFSET
 # The server's own stack: its name and ports, apart from every other test server's.
-STACK = "otreedeploy"
+STACK = f"otreedeploy{_OFFSET or ''}"
+SECOND = "second"  # a study that a deploy adds, reached on the first of STUDY_PORTS
 HTTP_PORT, HTTPS_PORT, STUDY_PORTS = 18088 + _OFFSET, 18455 + _OFFSET, f"{18456 + _OFFSET}-{18457 + _OFFSET}"
 SERVER = "testhost"
 URL = f"https://127.0.0.1:{HTTPS_PORT}"
@@ -138,16 +139,15 @@ def world(tmp_path_factory):
         git(project, "commit", "-q", "-m", "The study")
         yield laptop, host, project
     finally:
-        subprocess.run(["docker", "exec", HOST_CONTAINER, "sh", "-c",
-                        f"cd {home}/otree-stack && sudo -u deploy invoke down --delete-data --confirm {STACK}"],
-                       capture_output=True)
-        stop = [cid for project in (STACK, f"{STACK}-{STACK}") for cid in subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-            capture_output=True, text=True).stdout.split()]
-        if stop:
-            subprocess.run(["docker", "rm", "-f", *stop], capture_output=True)
+        for study in (STACK, SECOND):
+            subprocess.run(["docker", "exec", "-u", "deploy", HOST_CONTAINER, "sh", "-c",
+                            f"cd {home}/otree-stack && invoke down --study {study} --delete-data --confirm {study}"],
+                           capture_output=True)
+        leftover = containers_of(STACK)
+        if leftover:
+            subprocess.run(["docker", "rm", "-f", *leftover], capture_output=True)
         subprocess.run(["docker", "rm", "-f", HOST_CONTAINER], capture_output=True)
-        for network in (f"{STACK}-{STACK}-proxy", f"{STACK}_outside"):
+        for network in (f"{STACK}-{STACK}-proxy", f"{STACK}-{SECOND}-proxy", f"{STACK}_outside"):
             subprocess.run(["docker", "network", "rm", network], capture_output=True)
         subprocess.run(["docker", "volume", "rm", f"{STACK}_certs", f"{STACK}_static", f"{STACK}_letsencrypt",
                         f"{STACK}_acme-webroot"], capture_output=True)
@@ -301,7 +301,7 @@ def test_rollback_starts_the_previous_release_and_keeps_the_data_and_old_images_
     assert host.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'questionnaire_player' "
                     "AND column_name = 'comments'") == ["1"]
     assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
-    assert host.study_values()["OTREE_PROJECT_DIR"] == "releases/otreedeploy/v2"
+    assert host.study_values()["OTREE_PROJECT_DIR"] == f"releases/{STACK}/v2"
     for _ in range(2):  # v7 (v3's code), v8 (v6's)
         laptop.invoke("rollback", "--on", SERVER)
     records = host.releases()
@@ -427,3 +427,18 @@ def test_exports_and_backups_come_to_the_laptop_checked(world, tmp_path):
     (backup,) = list((tmp_path / "backups").iterdir())
     assert (backup / "otree.dump").stat().st_size > 0
 
+
+
+def test_a_deploy_to_a_study_the_server_does_not_have_adds_it(world):
+    """Last: from here on the server has two studies, and tasks need --study."""
+    laptop, host, project = world
+    port = STUDY_PORTS.split("-")[0]
+    added = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--study", SECOND)
+    assert f"Release v1 of the new study '{SECOND}' is live: https://127.0.0.1:{port}/" in added.stdout, added.stdout
+    assert requests.get(f"https://127.0.0.1:{port}/room/prolific", verify=False, timeout=30).status_code == 200
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+    assert "Studies on this server (2)" in laptop.invoke("studies", "--on", SERVER).stdout
+    refused = laptop.invoke("releases", "--on", SERVER, check=False)
+    assert refused.returncode != 0 and "add --study NAME" in refused.stdout + refused.stderr
+    listed = laptop.invoke("releases", "--on", SERVER, "--study", SECOND).stdout
+    assert "a new study" in listed

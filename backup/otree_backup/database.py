@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import psycopg2
 from psycopg2 import sql
@@ -131,6 +132,20 @@ def live_params():
             "password": os.environ["PGPASSWORD"]}
 
 
+def _clients_of_live(cursor, patience=10):
+    """The clients still connected to the live database, after giving a closing connection a few
+    seconds to go. Postgres's own workers (autovacuum) are not clients: the rename stops them."""
+    deadline = time.monotonic() + patience
+    while True:
+        cursor.execute("SELECT coalesce(nullif(application_name, ''), 'a client') || ' from ' || "
+                       "coalesce(host(client_addr), 'this container') FROM pg_stat_activity "
+                       "WHERE datname = %s AND backend_type = 'client backend'", (LIVE,))
+        clients = [row[0] for row in cursor.fetchall()]
+        if not clients or time.monotonic() > deadline:
+            return clients
+        time.sleep(0.5)
+
+
 def swap_in_restored():
     """Put the restored database in place of the live one. The renames are instant, and the live
     database is only touched once the copy is complete and counted."""
@@ -138,10 +153,10 @@ def swap_in_restored():
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (LIVE,))
-            if cursor.fetchone()[0]:
-                raise BackupError("Something is still connected to the database, so it was not replaced. "
-                                  "Stop oTree first (invoke restore does this).")
+            clients = _clients_of_live(cursor)
+            if clients:
+                raise BackupError(f"Something is still connected to the database ({', '.join(clients)}), so it was "
+                                  "not replaced. Stop oTree first (invoke restore does this).")
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(REPLACED)))
             cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(LIVE),
                                                                           sql.Identifier(REPLACED)))
