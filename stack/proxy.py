@@ -221,10 +221,22 @@ def _start(settings, changed, rebuild=False):
     server's settings changed, otherwise reloaded without dropping anyone."""
     proxy = compose(settings.server)
     was_running = proxy.running("nginx")
+    if was_running and not rebuild and not _sees_written_configuration(settings.server):
+        # The folder was replaced (say, the stack re-cloned in place) while nginx ran: its mount
+        # still shows the old one, which a reload cannot change.
+        info("nginx does not see the configuration just written (its folder was replaced); recreating it.")
+        rebuild, changed = True, False
     proxy.up(recreate=rebuild)
     connect(settings)
     if was_running and changed:
         reload(settings.server)
+
+
+def _sees_written_configuration(server):
+    with open(os.path.join(server.proxy_dir, "proxy.conf"), encoding="utf-8") as handle:
+        written = handle.read()
+    seen = compose(server).run("exec", "-T", "nginx", "cat", "/etc/nginx/edge/proxy.conf", capture=True, check=False)
+    return seen.returncode == 0 and seen.stdout == written
 
 
 def remove_study(settings, study):
