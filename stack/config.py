@@ -8,7 +8,6 @@
 A refused value changes nothing. A change is written whole (mode 600), then only what it affects
 starts again: the proxy reloads for address and limit settings, and Compose recreates the
 services whose settings changed (oTree after its page times are saved)."""
-import dataclasses
 
 from . import certificates, context, envfile, lock, pagetimes, proxy, settings as settings_module, validate
 from .console import StackError, info, step
@@ -52,9 +51,7 @@ def _checked(ctx, changes):
     for key, value in changes.items():
         if value is None:
             raw.pop(key, None)
-    candidate = dataclasses.replace(ctx.study, values=settings_module.with_defaults(settings_module.STUDY_DEFAULTS, raw))
-    others = tuple(study for study in ctx.settings.studies if study.name != candidate.name)
-    loaded = settings_module.Settings(ctx.server, tuple(sorted((*others, candidate), key=lambda s: s.name)))
+    loaded = ctx.settings.with_values(ctx.study.name, settings_module.with_defaults(settings_module.STUDY_DEFAULTS, raw))
     found = validate.settings_problems(loaded)
     if found:
         raise StackError("Refused; nothing was changed:\n" + "\n".join(f"  - {problem}" for problem in found))

@@ -13,7 +13,6 @@ same task there (stack/remote.py). On the server (or without --on) the order is:
      added, new oTree started, its health and its pages checked through nginx, maintenance off
   6. on any failure in 5: the previous release is started again; nothing is deleted
   7. the release is recorded (stack/releases.py); old images beyond the last 5 are removed"""
-import dataclasses
 import getpass
 import json
 import os
@@ -23,7 +22,7 @@ import subprocess
 import time
 
 from . import (backups, commands, context, database, envfile, lock, maintenance, migrate, pagetimes, project,
-               proxy, releases, settings as settings_module, study as study_module, validate)
+               proxy, releases, study as study_module, validate)
 from .compose import require_docker
 from .console import StackError, info, step, warn
 
@@ -46,14 +45,12 @@ def active_sessions(ctx, minutes):
 def _with_project(ctx, folder):
     """The study's context as it will be with this project folder (nothing written yet)."""
     values = dict(ctx.study.values, OTREE_PROJECT_DIR=os.path.relpath(folder, envfile.REPO_ROOT))
-    candidate = dataclasses.replace(ctx.study, values=values)
-    others = tuple(study for study in ctx.settings.studies if study.name != candidate.name)
-    loaded = settings_module.Settings(ctx.server, tuple(sorted((*others, candidate), key=lambda s: s.name)))
+    loaded = ctx.settings.with_values(ctx.study.name, values)
     found = validate.settings_problems(loaded)
     if found:
         raise StackError("The settings with the new project have problems; nothing was changed:\n" +
                          "\n".join(f"  - {problem}" for problem in found))
-    return context.Context(loaded, candidate)
+    return context.Context(loaded, loaded.study(ctx.study.name))
 
 
 def _room_names(ctx):

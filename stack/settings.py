@@ -188,6 +188,11 @@ class Settings:
         raise StackError(f"This server has several studies, so say which one this {purpose}: add --study NAME. "
                          f"{self.listing()}")
 
+    def with_values(self, name, values):
+        """These settings as they would be with the study named holding `values` (nothing written)."""
+        changed = dataclasses.replace(self.study(name), values=values)
+        return Settings(self.server, tuple(changed if study.name == name else study for study in self.studies))
+
     def listing(self):
         return ("Studies: " + ", ".join(study.name for study in self.studies) + "."
                 if self.studies else "It has no studies yet.")
