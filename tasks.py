@@ -13,7 +13,7 @@ from stack import backups as backups_module, base_image, commands, context, down
 from stack import migrate as migrate_module, resetdb as resetdb_module, restore as restore_module
 from stack import settings, status as status_module, study as study_module, testing, up as up_module
 from stack import deploy as deploy_module, maintenance as maintenance_module, releases as releases_module
-from stack import config as config_module, remote, rollback as rollback_module, servers as servers_module, ssh
+from stack import config as config_module, loadtest as loadtest_module, remote, rollback as rollback_module, servers as servers_module, ssh
 from stack.console import StackError
 
 STUDY_HELP = "The study to act on (`invoke studies`); may be left out while the server has only one."
@@ -310,6 +310,18 @@ def config(c, get=None, set_=None, unset=None, study=None, on=None):
     """A study's settings, secrets masked: invoke config [--get KEY | --set KEY=VALUE ... | --unset KEY ...]"""
     config_module.run(context.load(study, purpose="shows or changes the settings of"), get=get, set_pairs=set_ or [],
                       unset=unset or [])
+
+
+@task(help={"study": STUDY_HELP,
+            "config": "The session config to play (default: the project's first). Its apps need bots (tests.py).",
+            "participants": "The most participants at once to try (default 160); steps of 5, 10, 20, ... up to it.",
+            "duration": "Seconds per step (default 30).",
+            "force": "Run even though real participants were active in the last 10 minutes (their pages slow down)."})
+@_friendly
+def loadtest(c, study=None, config=None, participants=160, duration=30, force=False):
+    """How many participants this server serves: plays the project's bots over HTTPS through nginx with Locust,
+    more at once each step, until p95 passes 1 s or errors appear; report in loadtests/<time>/. Its sessions are deleted."""
+    loadtest_module.run(study=study, config=config, participants=participants, duration=duration, force=force)
 
 
 @task(help={"unit": "Only the pure-logic tests: seconds, no Docker engine and no Chromium."})

@@ -1,0 +1,163 @@
+"""Locust users that play oTree browser-bot participants over plain HTTPS, as `invoke loadtest` runs them.
+
+The sessions are created in oTree's browser-bot mode (POST /create_browser_bots_session, the
+route oTree's own launcher uses), so the server fills every form from the project's tests.py.
+Each user takes one participant's start link, GETs it, submits the form the server returns
+(with the auto-submit script oTree adds while the bot has a next submission), follows the
+redirect, and re-GETs wait pages until they let it on, until the bot has nothing more to submit;
+then it takes the next participant. Requests are named by page, so the CSVs show each page;
+"submit" rows are page submits.
+
+Written for this stack's loadtest step (stack/loadtest.py passes the options); it also writes
+the step's own facts (its timing, its CPU, participants finished, session codes) to files."""
+import json
+import os
+import time
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import gevent
+import requests
+from gevent.lock import Semaphore
+from gevent.queue import Queue
+from locust import HttpUser, constant, events, task
+
+# Appended by oTree to a browser bot's page while its bot has a next submission.
+AUTO_SUBMIT = "browser-bot-auto-submit"
+WAIT_PAGE = "otree-wait-page"
+FINISHED_PATH = "/OutOfRangeNotification/"
+# How long a participant may wait on a wait page before it counts as stuck (an error).
+WAIT_LIMIT_SECONDS = 60
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser):
+    parser.add_argument("--session-config", default="", help="The oTree session config to play.")
+    parser.add_argument("--session-size", type=int, default=0, help="Participants per session created.")
+    parser.add_argument("--poll-seconds", type=float, default=0.5, help="Pause between re-GETs of a wait page.")
+    parser.add_argument("--facts-file", default="", help="Where this step's own facts are written (JSON).")
+    parser.add_argument("--sessions-file", default="", help="Every session created is appended here at once.")
+
+
+class Pool:
+    """Start links of participants not yet played; a new session when they run out."""
+
+    def __init__(self):
+        self.links = Queue()
+        self.creating = Semaphore()
+        self.admin = requests.Session()
+        self.admin.verify = False
+
+    def take(self, environment):
+        """A start link, or None when no session could be created (the step then stops)."""
+        with self.creating:
+            if self.links.empty() and "error" not in FACTS:
+                try:
+                    self._create(environment)
+                except requests.RequestException as error:
+                    text = getattr(error.response, "text", "") or ""
+                    FACTS["error"] = f"oTree did not create a browser-bot session: {error} {text[-500:]}".strip()
+                    environment.runner.quit()
+        return None if self.links.empty() else self.links.get()
+
+    def _create(self, environment):
+        options = environment.parsed_options
+        # Not through the user's client: creating sessions is the researcher's work, not a participant's.
+        self.admin.headers["otree-rest-key"] = os.environ["OTREE_REST_KEY"]
+        response = self.admin.post(environment.host + "/create_browser_bots_session", timeout=300,
+                                   json=dict(session_config_name=options.session_config,
+                                             num_participants=options.session_size, case_number=None))
+        response.raise_for_status()
+        code = response.text.strip().strip('"')
+        with open(options.sessions_file, "a", encoding="utf-8") as handle:
+            handle.write(code + "\n")
+        details = self.admin.get(f"{environment.host}/api/sessions/{code}", timeout=300)
+        details.raise_for_status()
+        for participant in details.json()["participants"]:
+            self.links.put(f"/InitializeParticipant/{participant['code']}")
+
+
+POOL = Pool()
+FACTS = {"participants_finished": 0, "participants_stuck": 0}
+
+
+class FormFields(HTMLParser):
+    """The fields of the page's form (id "form") as a browser's form.submit() sends them."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside = False
+        self.fields = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("id") == "form"
+        elif self.inside and tag in ("input", "textarea", "select") and attrs.get("name"):
+            if attrs.get("type") in ("checkbox", "radio") and "checked" not in attrs:
+                return
+            self.fields.setdefault(attrs["name"], attrs.get("value") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+
+
+def page_name(url):
+    """/p/<participant>/<app>/<Page>/<index> -> 'app/Page'; the start link is 'start'."""
+    parts = urlsplit(url).path.split("/")
+    return f"{parts[3]}/{parts[4]}" if len(parts) == 6 and parts[1] == "p" else "start"
+
+
+class Participant(HttpUser):
+    wait_time = constant(0)
+
+    def on_start(self):
+        self.client.verify = False
+
+    @task
+    def play(self):
+        link = POOL.take(self.environment)
+        if not link:
+            return
+        response = self.client.get(link, name="start")
+        waiting_since = None
+        while response.ok:
+            html = response.text
+            url = response.url
+            if urlsplit(url).path.startswith(FINISHED_PATH) or (AUTO_SUBMIT not in html and WAIT_PAGE not in html):
+                # Past the last page, or a bot that stops before it: this participant is done.
+                FACTS["participants_finished"] += 1
+                return
+            if AUTO_SUBMIT in html:
+                waiting_since = None
+                parser = FormFields()
+                parser.feed(html)
+                response = self.client.post(url, data=parser.fields, name=f"submit {page_name(url)}")
+                continue
+            # A wait page: a browser's websocket would say when to go on; here, ask again shortly.
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since > WAIT_LIMIT_SECONDS:
+                FACTS["participants_stuck"] += 1
+                events.request.fire(request_type="WAIT", name=page_name(url), response_time=0, response_length=0,
+                                    exception=RuntimeError(f"still waiting after {WAIT_LIMIT_SECONDS} s"),
+                                    context={})
+                return
+            gevent.sleep(self.environment.parsed_options.poll_seconds)
+            response = self.client.get(url, name=f"wait {page_name(url)}")
+
+
+@events.spawning_complete.add_listener
+def _spawned(user_count, **kwargs):
+    FACTS.setdefault("started", time.time())
+    FACTS.setdefault("cpu_started", time.process_time())
+
+
+@events.test_stop.add_listener
+def _stopped(environment, **kwargs):
+    started = FACTS.get("started", time.time())
+    FACTS.update(stopped=time.time(),
+                 generator_cpu=(time.process_time() - FACTS.get("cpu_started", time.process_time()))
+                 / max(time.time() - started, 1e-6))
+    with open(environment.parsed_options.facts_file, "w", encoding="utf-8") as handle:
+        json.dump(FACTS, handle)
