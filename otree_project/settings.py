@@ -14,6 +14,15 @@ SESSION_CONFIGS = [
         # A participant alone on the grouping wait page this long goes on without a game.
         grouping_max_wait_seconds=600,
     ),
+    # The study's single-player part alone, without the game: for a pilot of the pages, or
+    # `invoke loadtest --config survey_only` to measure them without wait pages.
+    dict(
+        name='survey_only',
+        display_name='Prolific study without the game',
+        app_sequence=['consent', 'demographics', 'questionnaire', 'payment'],
+        num_demo_participants=1,
+        completionlink='https://app.prolific.com/submissions/complete?cc=CEXAMPLE',
+    ),
 ]
 
 SESSION_CONFIG_DEFAULTS = dict(

@@ -293,7 +293,7 @@ def _run_step(ctx, image, folder, target, config, participants, multiple, second
                "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{folder}:/out",
                "--env", f"OTREE_REST_KEY={ctx.study.get('OTREE_REST_KEY')}", image,
                "--headless", "--only-summary", "--host", url, "--users", str(participants),
-               "--spawn-rate", str(participants), "--run-time", f"{seconds}s", "--stop-timeout", "5",
+               "--spawn-rate", str(participants), "--run-time", f"{seconds}s",
                "--csv", f"/out/{prefix}", "--session-config", config, "--session-size", str(session_size),
                "--facts-file", f"/out/{facts_name}", "--sessions-file", "/out/sessions.txt"]
     otree_container = ctx.compose.container("otree")
