@@ -82,8 +82,13 @@ def pins_otree_before_5(specifiers):
 def check_settings(folder):
     """Warnings about settings.py that the stack cannot fix from the env file."""
     settings = _read(folder, "settings.py")
-    if otree_requirement(folder) is None:
+    requirement = otree_requirement(folder)
+    if requirement is None:
         warn("requirements.txt has no otree line; the image will not have oTree. Add e.g. otree==6.0.15.")
+    elif not re.fullmatch(r"==\s*[\w.]+", requirement):
+        warn(f"requirements.txt does not pin oTree to one version (otree{requirement}), so a rebuild may install "
+             "a newer oTree than the one you tested. Pin the version you test with, e.g. otree==6.0.15 "
+             "(`invoke status` shows the version installed now).")
     secret = re.search(r"^SECRET_KEY\s*=\s*(.+)$", settings, re.M)
     if secret and re.match(r"""^['"]""", secret.group(1).strip()):
         warn("settings.py sets SECRET_KEY to a fixed string, so it is in your code, not in .env. Replace "

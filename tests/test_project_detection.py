@@ -55,8 +55,19 @@ def _install_requirements():
 def test_otree_template_requirements_get_the_prebuilt_postgres_driver():
     module = _install_requirements()
     kept, notes = module.adapted_requirements(["otree>=5.0.0a21\n", "psycopg2>=2.8.4\n"])
-    assert kept == ["otree>=5.0.0a21", module.PSYCOPG2_BINARY]
+    assert kept == ["otree>=5.0.0a21", module.PSYCOPG2_BINARY, "requests"]
     assert "replaced" in notes[0]
+
+
+def test_bots_get_requests_without_touching_a_version_the_project_pins():
+    module = _install_requirements()
+    kept, notes = module.adapted_requirements(["otree==6.0.15\n", "urllib3==1.26.20  # pinned by the lab\n"])
+    # Unpinned, and installed in the same pip run: pip picks a requests that fits urllib3==1.26.20.
+    assert kept[-1] == "requests" and "urllib3==1.26.20  # pinned by the lab" in kept
+    assert any("added requests" in note for note in notes)
+    kept, notes = module.adapted_requirements(["otree==6.0.15\n", "Requests==2.31.0\n"])
+    assert kept.count("Requests==2.31.0") == 1 and "requests" not in kept
+    assert not any("requests" in note for note in notes)
 
 
 def test_a_project_without_a_postgres_driver_gets_one():
@@ -74,3 +85,13 @@ def test_mirror_is_read_from_both_apt_source_formats(tmp_path):
     assert apt_sources.debian_mirror([str(deb822)]) == "http://mirror.invalid/debian"
     assert apt_sources.debian_security_mirror([str(deb822)]) == "http://mirror.invalid/debian-security"
     assert apt_sources.debian_mirror([str(one_line)]) == "http://other.invalid/debian"
+
+
+@pytest.mark.parametrize("line, warned", [
+    ("otree==6.0.15", False), ("otree == 6.0.15", False), ("otree>=5.0.0a21", True), ("otree", True), ("otree~=6.0", True),
+])
+def test_a_project_that_does_not_pin_otree_is_warned(tmp_path, capsys, line, warned):
+    (tmp_path / "settings.py").write_text("")
+    (tmp_path / "requirements.txt").write_text(line + "\n")
+    project.check_settings(str(tmp_path))
+    assert ("does not pin oTree to one version" in capsys.readouterr().err) is warned
