@@ -1,12 +1,15 @@
 """A project as `otree startproject` writes it (tests/projects/startproject: oTree, psycopg2 and
 sentry-sdk unpinned, no requests), added as a second study of the shared test server: its image
 still carries what oTree's bots need, the bots pass in the container, the oTree version actually
-installed is shown, and the researcher is told to pin it."""
+installed is shown, the researcher is told to pin it, and `invoke loadtest` plays it."""
+import json
+import os
 import re
+import shutil
 
 import pytest
 
-from tests.helpers import invoke
+from tests.helpers import REPO_ROOT, invoke
 
 pytestmark = pytest.mark.docker
 
@@ -40,3 +43,15 @@ def test_status_shows_the_otree_version_installed_not_the_requirement(stack, add
     status = invoke(stack.env_path, "status", "--study", STUDY).stdout
     installed = re.search(r"^\s*oTree\s+(\S+)", status, re.M)
     assert installed and re.fullmatch(r"\d+\.\d+\.\d+", installed.group(1)), status
+
+
+def test_a_loadtest_of_it_completes(stack, added):
+    """Its bots stop before the last page (Results has no button): those participants count as finished."""
+    result = invoke(stack.env_path, "loadtest", "--study", STUDY, "--participants", "5", "--duration", "5")
+    assert re.search(r"Capacity: about 5 participants, each submitting a page every [\d.]+ seconds, at p95 under "
+                     r"1 s for 'survey' on the study 'startproj'", result.stdout), result.stdout
+    folder = re.search(r"report.html \(plots\) are in (\S+)/", result.stdout)[1]
+    with open(os.path.join(REPO_ROOT, folder, "summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    shutil.rmtree(os.path.join(REPO_ROOT, folder))
+    assert summary["steps"][0]["participants_finished"] > 0 and summary["steps"][0]["errors"] == 0

@@ -16,6 +16,8 @@ from tests.test_study_in_browser import CHROMIUM_ARGS
 
 CAPACITY = re.compile(r"Capacity: about (\d+) participants, each submitting a page every ([\d.]+) seconds, at p95 "
                       r"under 1 s for '(\w+)'")
+pytestmark = pytest.mark.docker
+
 FOLDER = re.compile(r"report.html \(plots\) are in (\S+)/")
 
 
