@@ -33,17 +33,20 @@ WAIT_LIMIT_SECONDS = 60
 @events.init_command_line_parser.add_listener
 def _options(parser):
     parser.add_argument("--session-config", default="", help="The oTree session config to play.")
-    parser.add_argument("--session-size", type=int, default=0, help="Participants per session created.")
+    parser.add_argument("--session-size", type=int, default=0, help="Participants per session created here.")
+    parser.add_argument("--links-file", default="", help="Start links of a session created before the step.")
     parser.add_argument("--poll-seconds", type=float, default=0.5, help="Pause between re-GETs of a wait page.")
     parser.add_argument("--facts-file", default="", help="Where this step's own facts are written (JSON).")
     parser.add_argument("--sessions-file", default="", help="Every session created is appended here at once.")
 
 
 class Pool:
-    """Start links of participants not yet played; a new session when they run out."""
+    """Start links of participants not yet played: first those of the session created before the
+    step (--links-file), then, should they run out, of a new session created here."""
 
     def __init__(self):
         self.links = Queue()
+        self.loaded = False
         self.creating = Semaphore()
         self.admin = requests.Session()
         self.admin.verify = False
@@ -51,6 +54,11 @@ class Pool:
     def take(self, environment):
         """A start link, or None when no session could be created (the step then stops)."""
         with self.creating:
+            if not self.loaded:
+                self.loaded = True
+                with open(environment.parsed_options.links_file, encoding="utf-8") as handle:
+                    for line in handle:
+                        self.links.put(line.strip())
             if self.links.empty() and "error" not in FACTS:
                 try:
                     self._create(environment)
@@ -62,16 +70,17 @@ class Pool:
 
     def _create(self, environment):
         options = environment.parsed_options
+        FACTS["sessions_created_during_step"] = FACTS.get("sessions_created_during_step", 0) + 1
         # Not through the user's client: creating sessions is the researcher's work, not a participant's.
         self.admin.headers["otree-rest-key"] = os.environ["OTREE_REST_KEY"]
-        response = self.admin.post(environment.host + "/create_browser_bots_session", timeout=300,
+        response = self.admin.post(environment.host + "/create_browser_bots_session", timeout=600,
                                    json=dict(session_config_name=options.session_config,
                                              num_participants=options.session_size, case_number=None))
         response.raise_for_status()
         code = response.text.strip().strip('"')
         with open(options.sessions_file, "a", encoding="utf-8") as handle:
             handle.write(code + "\n")
-        details = self.admin.get(f"{environment.host}/api/sessions/{code}", timeout=300)
+        details = self.admin.get(f"{environment.host}/api/sessions/{code}", timeout=600)
         details.raise_for_status()
         for participant in details.json()["participants"]:
             self.links.put(f"/InitializeParticipant/{participant['code']}")

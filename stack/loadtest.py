@@ -16,18 +16,20 @@ import subprocess
 import threading
 import time
 
-from . import context, deploy, pagetimes
+from . import context, deploy, lock, pagetimes
 from .console import StackError, info, step, warn
 from .envfile import REPO_ROOT
 
 OUTPUT = os.path.join(REPO_ROOT, "loadtests")
 IMAGE_DIR = os.path.join(REPO_ROOT, "loadtest")
 CONFIGS_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "session_configs.py")
+CREATE_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "create_bot_session.py")
 FIRST_STEP = 5
 P95_LIMIT_MS = 1000
-# Participants per session created, as a multiple of the step's: fewer session creations
-# (which hold oTree's lock) during the measurement.
-SESSION_SIZE_FACTOR = 2
+# Should a step's session run out, Locust creates another of this many participants per user.
+SPARE_SESSION_FACTOR = 2
+# The most participants created for one step before it starts.
+MOST_PER_SESSION = 2000
 # Reads the container's CPU counter: cgroup v2 (usage_usec) or v1 (nanoseconds).
 CPU_COMMAND = "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"
 CPU_SAMPLE_SECONDS = 1.0
@@ -36,14 +38,24 @@ CPU_SAMPLE_SECONDS = 1.0
 def steps(ceiling, multiple=1, first=FIRST_STEP):
     """Participants per step: first, doubled each step, the ceiling last; each a multiple of the
     group size, since a group game's session needs whole groups."""
-    def whole(number):
-        return -(-number // multiple) * multiple
     found, number = [], first
     while number < ceiling:
-        found.append(whole(number))
+        found.append(_whole_groups(number, multiple))
         number *= 2
-    found.append(whole(ceiling))
+    found.append(_whole_groups(ceiling, multiple))
     return sorted(set(found))
+
+
+def _whole_groups(number, multiple):
+    return -(-int(number) // multiple) * multiple
+
+
+def session_size(participants, multiple, seconds, pace=None):
+    """Participants to create before a step, so that no session is created while it is measured:
+    each user plays one after another at `pace` (participants finished per user and second, from
+    the step before), with half again as margin; 4 per user while the pace is unknown."""
+    needed = participants * (1 + pace * seconds * 1.5) if pace else participants * 4
+    return _whole_groups(min(max(needed, participants), MOST_PER_SESSION), multiple)
 
 
 def cpu_seconds(text):
@@ -79,6 +91,7 @@ def step_figures(rows, facts, participants, otree_cpu):
             "errors": int(total["Failure Count"]) + (1 if facts.get("error") else 0),
             "error": facts.get("error", ""),
             "participants_finished": facts.get("participants_finished", 0),
+            "seconds": round(facts.get("stopped", 0) - facts.get("started", 0), 1),
             "otree_cpu": otree_cpu, "generator_cpu": facts.get("generator_cpu")}
 
 
@@ -282,19 +295,43 @@ def _target(ctx):
     return f"https://{address}:{port}", []
 
 
-def _run_step(ctx, image, folder, target, config, participants, multiple, seconds, number):
+def _create_session(ctx, folder, config, size):
+    """A browser-bot session of `size` participants; their start links. Its code is written down
+    before anything else, so it is deleted whatever happens next."""
+    with open(CREATE_SCRIPT, encoding="utf-8") as script:
+        result = ctx.compose.run("exec", "-T", "otree", "python", "-", config, str(size), capture=True, check=False,
+                                 stdin=script)
+    try:
+        created = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise StackError(f"oTree did not create a browser-bot session of '{config}' (its messages are above; "
+                         "`invoke logs --service otree` has more). Check that its bots pass: "
+                         f"`invoke otree -- test {config}`.") from None
+    with open(os.path.join(folder, "sessions.txt"), "a", encoding="utf-8") as handle:
+        handle.write(created["code"] + "\n")
+    return [f"/InitializeParticipant/{code}" for code in created["participants"]]
+
+
+def _container(ctx):
+    return f"{ctx.server.name}-loadtest"
+
+
+def _run_step(ctx, image, folder, target, config, participants, multiple, seconds, number, pace):
     url, extra = target
     prefix = f"step{number:02d}-{participants}"
     facts_name = f"{prefix}-facts.json"
-    session_size = -(-participants * SESSION_SIZE_FACTOR // multiple) * multiple
-    container = f"{ctx.server.name}-loadtest"
+    links = _create_session(ctx, folder, config, session_size(participants, multiple, seconds, pace))
+    with open(os.path.join(folder, f"{prefix}-links.txt"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(links) + "\n")
+    container = _container(ctx)
     subprocess.run(["docker", "rm", "--force", container], capture_output=True)
     command = ["docker", "run", "--rm", "--name", container, "--network", "host", *extra,
                "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{folder}:/out",
                "--env", f"OTREE_REST_KEY={ctx.study.get('OTREE_REST_KEY')}", image,
                "--headless", "--only-summary", "--host", url, "--users", str(participants),
                "--spawn-rate", str(participants), "--run-time", f"{seconds}s",
-               "--csv", f"/out/{prefix}", "--session-config", config, "--session-size", str(session_size),
+               "--csv", f"/out/{prefix}", "--session-config", config, "--links-file", f"/out/{prefix}-links.txt",
+               "--session-size", str(_whole_groups(participants * SPARE_SESSION_FACTOR, multiple)),
                "--facts-file", f"/out/{facts_name}", "--sessions-file", "/out/sessions.txt"]
     otree_container = ctx.compose.container("otree")
     with CpuSampler(otree_container) as sampler:
@@ -356,6 +393,12 @@ def run(study=None, config=None, participants=160, duration=30, force=False, act
     ceiling = _positive(participants, "--participants")
     seconds = _positive(duration, "--duration")
     ctx = context.load(study, purpose="load-tests")
+    # Not during a deploy, rollback or settings change: each would stop oTree under the load.
+    with lock.held(ctx.server, f"load test of {ctx.study.name}"):
+        return _locked_run(ctx, config, ceiling, seconds, force, active_minutes)
+
+
+def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
     if not ctx.compose.running("otree"):
         raise StackError(f"The study '{ctx.study.name}' is not running. Start it with `invoke up --study "
                          f"{ctx.study.name}`, then run this again.")
@@ -376,17 +419,19 @@ def run(study=None, config=None, participants=160, duration=30, force=False, act
     step(f"Load test of '{config}' on the study '{ctx.study.name}' ({target[0]}): {', '.join(map(str, plan))} "
          f"participants, {seconds} s each, until p95 passes 1 s or a request fails")
     info(HEADER)
-    results = []
+    results, pace = [], None
     try:
         for number, participants_now in enumerate(plan, 1):
-            figures = _run_step(ctx, image, folder, target, config, participants_now, multiple, seconds, number)
+            figures = _run_step(ctx, image, folder, target, config, participants_now, multiple, seconds, number, pace)
             results.append(figures)
+            pace = figures["participants_finished"] / participants_now / max(figures["seconds"], 1) or None
             info(_row(figures))
             if figures["error"]:
                 warn(figures["error"])
             if not passed(figures):
                 break
     finally:
+        subprocess.run(["docker", "rm", "--force", _container(ctx)], capture_output=True)  # after Ctrl-C
         codes = _created_sessions(folder)
         step(f"Deleting the load test's {len(codes)} session(s), so they never appear in exports")
         delete_sessions(ctx, codes)

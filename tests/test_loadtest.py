@@ -2,6 +2,7 @@
 game with wait pages, played by the project's own bots through nginx. Each run finishes with a
 capacity line, writes Locust's CSVs and a report whose plots render in Chromium, and leaves no
 session behind, in oTree or in an export. Bounded: a few participants, 5 s per step."""
+import csv
 import json
 import os
 import re
@@ -14,8 +15,9 @@ from playwright.sync_api import sync_playwright
 from tests.test_export_data import export
 from tests.test_study_in_browser import CHROMIUM_ARGS
 
-CAPACITY = re.compile(r"Capacity: about (\d+) participants, each submitting a page every ([\d.]+) seconds, at p95 "
-                      r"under 1 s for '(\w+)'")
+# On a busy machine even the first step may pass 1 s: that is a capacity line too.
+CAPACITY = re.compile(r"(?:Capacity: about (\d+) participants, each submitting a page every [\d.]+ seconds, at p95 "
+                      r"under 1 s for|Not even \d+ participants of) '(\w+)'")
 pytestmark = pytest.mark.docker
 
 FOLDER = re.compile(r"report.html \(plots\) are in (\S+)/")
@@ -44,10 +46,11 @@ def session_codes(stack):
 def check_run(stack, output, folder, config, tmp_path):
     """The capacity line, the files, and no trace of the load test's sessions."""
     capacity = CAPACITY.search(output)
-    assert capacity and capacity[3] == config, output
+    assert capacity and capacity[2] == config, output
     with open(os.path.join(folder, "summary.json"), encoding="utf-8") as handle:
         summary = json.load(handle)
-    assert summary["config"] == config and summary["capacity"]["participants"] == int(capacity[1])
+    assert summary["config"] == config
+    assert summary["capacity"]["participants"] == (int(capacity[1]) if capacity[1] else None)
     for number, step in enumerate(summary["steps"], 1):
         assert step["requests"] > 0 and step["submits_per_second"] > 0 and step["otree_cpu"] > 0
         for kind in ("stats", "stats_history", "failures", "exceptions"):
@@ -66,7 +69,17 @@ def check_run(stack, output, folder, config, tmp_path):
     return summary
 
 
-def check_report_renders(folder, steps):
+def requests_of(folder, summary, name):
+    """How many requests of this name (e.g. 'submit public_goods/Results') all steps made."""
+    total = 0
+    for number, step in enumerate(summary["steps"], 1):
+        with open(os.path.join(folder, f"step{number:02d}-{step['participants']}_stats.csv"), newline="") as handle:
+            total += sum(int(row["Request Count"]) for row in csv.DictReader(handle) if row["Name"] == name)
+    return total
+
+
+def check_report_renders(folder, summary):
+    steps = len(summary["steps"])
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -79,7 +92,7 @@ def check_report_renders(folder, steps):
             points = plots.nth(index).locator("circle.point")
             assert points.count() == 2 * steps  # two series, a point per step
             assert all(points.nth(n).bounding_box()["width"] > 0 for n in range(points.count()))
-        assert "Capacity: about" in page.locator("#capacity").inner_text()
+        assert page.locator("#capacity").inner_text() == summary["capacity_line"]
         browser.close()
 
 
@@ -99,17 +112,19 @@ def test_the_single_player_part(stack, reports, tmp_path):
     reports.append(folder)
     summary = check_run(stack, output, folder, "survey_only", tmp_path)
     assert [step["participants"] for step in summary["steps"]][:1] == [5]
-    check_report_renders(folder, len(summary["steps"]))
+    assert sum(step["participants_finished"] for step in summary["steps"]) > 0
+    check_report_renders(folder, summary)
 
 
 def test_the_group_game_with_wait_pages(stack, reports, tmp_path):
     output, folder = loadtest(stack, "--config", "prolific_study", "--participants", "12", "--duration", "5")
     reports.append(folder)
     summary = check_run(stack, output, folder, "prolific_study", tmp_path)
-    # Whole groups of 3; participants got through the game's wait pages to the end.
+    # Whole groups of 3, who got through the game's wait pages (the results come after them).
     assert [step["participants"] for step in summary["steps"]][:1] == [6]
-    assert summary["steps"][0]["participants_finished"] >= 3
-    check_report_renders(folder, len(summary["steps"]))
+    assert requests_of(folder, summary, "wait public_goods/ResultsWaitPage") > 0
+    assert requests_of(folder, summary, "submit public_goods/Results") >= 3
+    check_report_renders(folder, summary)
 
 
 def test_refused_while_a_real_participant_is_active(stack):
