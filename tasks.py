@@ -312,13 +312,14 @@ def config(c, get=None, set_=None, unset=None, study=None, on=None):
                       unset=unset or [])
 
 
-@task(help={"study": STUDY_HELP,
+@task(help={"on": ON_HELP + " The report stays in that server's loadtests/ folder.", "study": STUDY_HELP,
             "config": "The session config to play (default: the project's first). Its apps need bots (tests.py).",
             "participants": "The most participants at once to try (default 160); steps of 5, 10, 20, ... up to it.",
             "duration": "Seconds per step (default 30).",
             "force": "Run even though real participants were active in the last 10 minutes (their pages slow down)."})
 @_friendly
-def loadtest(c, study=None, config=None, participants=160, duration=30, force=False):
+@_on_server
+def loadtest(c, study=None, config=None, participants=160, duration=30, force=False, on=None):
     """How many participants this server serves: plays the project's bots over HTTPS through nginx with Locust,
     more at once each step, until p95 passes 1 s or errors appear; report in loadtests/<time>/. Its sessions are deleted."""
     loadtest_module.run(study=study, config=config, participants=participants, duration=duration, force=force)

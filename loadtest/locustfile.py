@@ -1,15 +1,16 @@
 """Locust users that play oTree browser-bot participants over plain HTTPS, as `invoke loadtest` runs them.
 
-The sessions are created in oTree's browser-bot mode (POST /create_browser_bots_session, the
-route oTree's own launcher uses), so the server fills every form from the project's tests.py.
-Each user takes one participant's start link, GETs it, submits the form the server returns
+The sessions are in oTree's browser-bot mode (POST /create_browser_bots_session, the route
+oTree's own launcher uses), so the server fills every form from the project's tests.py. Each
+step's session is created before the step (--links-file); should its participants run out, one
+more is created here. Each user takes one participant's start link, GETs it, submits the form the server returns
 (with the auto-submit script oTree adds while the bot has a next submission), follows the
 redirect, and re-GETs wait pages until they let it on, until the bot has nothing more to submit;
 then it takes the next participant. Requests are named by page, so the CSVs show each page;
 "submit" rows are page submits.
 
-Written for this stack's loadtest step (stack/loadtest.py passes the options); it also writes
-the step's own facts (its timing, its CPU, participants finished, session codes) to files."""
+stack/loadtest.py runs it, one step at a time, and passes the options; it writes the step's own
+facts (when the load ran, its own CPU, participants finished) and every session it created to files."""
 import json
 import os
 import time

@@ -53,8 +53,8 @@ def _whole_groups(number, multiple):
 def session_size(participants, multiple, seconds, pace=None):
     """Participants to create before a step, so that no session is created while it is measured:
     each user plays one after another at `pace` (participants finished per user and second, from
-    the step before), with half again as margin; 4 per user while the pace is unknown."""
-    needed = participants * (1 + pace * seconds * 1.5) if pace else participants * 4
+    the step before), with half again as margin; 10 per user while the pace is unknown."""
+    needed = participants * (1 + pace * seconds * 1.5) if pace else participants * 10
     return _whole_groups(min(max(needed, participants), MOST_PER_SESSION), multiple)
 
 
