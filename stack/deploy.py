@@ -42,6 +42,16 @@ def active_sessions(ctx, minutes):
     return [tuple(row.split("|")) for row in rows]
 
 
+def refuse_while_active(ctx, minutes, consequence):
+    """Refuse (StackError) when participants made a request in the last `minutes` minutes; the
+    message lists their sessions, then says what the operation would do to them and what to do."""
+    active = active_sessions(ctx, minutes)
+    if active:
+        listed = ", ".join(f"{code} ({count} participant{'s' if count != '1' else ''})" for code, count in active)
+        raise StackError(f"Participants were active in the last {minutes} minutes, in session(s) {listed}; "
+                         f"{consequence}")
+
+
 def _with_project(ctx, folder):
     """The study's context as it will be with this project folder (nothing written yet)."""
     values = dict(ctx.study.values, OTREE_PROJECT_DIR=os.path.relpath(folder, envfile.REPO_ROOT))
@@ -258,12 +268,8 @@ def _deploy(ctx, new_ctx, record, previous_image, force, active_minutes):
         record["outcome"] = releases.FAILED
         raise StackError("The new image did not build (the reason is above); the running release was not touched.")
     if not force:
-        active = active_sessions(ctx, active_minutes)
-        if active:
-            listed = ", ".join(f"{code} ({count} participant{'s' if count != '1' else ''})" for code, count in active)
-            raise StackError(f"Participants were active in the last {active_minutes} minutes, in session(s) {listed}; "
-                             "a deploy would interrupt them. Nothing was changed. Deploy when they have finished, or "
-                             "add --force (they see a maintenance page for the seconds of the switch).")
+        refuse_while_active(ctx, active_minutes, "a deploy would interrupt them. Nothing was changed. Deploy when "
+                            "they have finished, or add --force (they see a maintenance page for the seconds of the switch).")
     step("Comparing the new models with the database")
     try:
         plan = migrate.check(new_ctx.compose)

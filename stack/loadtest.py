@@ -327,7 +327,7 @@ def _run_step(ctx, image, folder, target, config, participants, multiple, second
     subprocess.run(["docker", "rm", "--force", container], capture_output=True)
     command = ["docker", "run", "--rm", "--name", container, "--network", "host", *extra,
                "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{folder}:/out",
-               "--env", f"OTREE_REST_KEY={ctx.study.get('OTREE_REST_KEY')}", image,
+               "--env", "OTREE_REST_KEY", image,
                "--headless", "--only-summary", "--host", url, "--users", str(participants),
                "--spawn-rate", str(participants), "--run-time", f"{seconds}s",
                "--csv", f"/out/{prefix}", "--session-config", config, "--links-file", f"/out/{prefix}-links.txt",
@@ -335,7 +335,9 @@ def _run_step(ctx, image, folder, target, config, participants, multiple, second
                "--facts-file", f"/out/{facts_name}", "--sessions-file", "/out/sessions.txt"]
     otree_container = ctx.compose.container("otree")
     with CpuSampler(otree_container) as sampler:
-        result = subprocess.run(command, capture_output=True, text=True)
+        # The key from the environment, not the command line, which other users of the machine can see.
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=dict(os.environ, OTREE_REST_KEY=ctx.study.get("OTREE_REST_KEY")))
     facts_path = os.path.join(folder, facts_name)
     stats_path = os.path.join(folder, f"{prefix}_stats.csv")
     if not os.path.exists(facts_path) or not os.path.exists(stats_path):
@@ -403,12 +405,8 @@ def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
         raise StackError(f"The study '{ctx.study.name}' is not running. Start it with `invoke up --study "
                          f"{ctx.study.name}`, then run this again.")
     if not force:
-        active = deploy.active_sessions(ctx, active_minutes)
-        if active:
-            listed = ", ".join(f"{code} ({count})" for code, count in active)
-            raise StackError(f"Participants were active in the last {active_minutes} minutes, in session(s) "
-                             f"{listed}; a load test would slow their pages down. Nothing was started. Run it when "
-                             "they have finished, or add --force.")
+        deploy.refuse_while_active(ctx, active_minutes, "a load test would slow their pages down. Nothing was "
+                                   "started. Run it when they have finished, or add --force.")
     config, multiple = choose_config(_session_configs(ctx), config)
     plan = steps(ceiling, multiple)
     image = _build_image(ctx)
@@ -430,13 +428,15 @@ def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
                 warn(figures["error"])
             if not passed(figures):
                 break
+    except KeyboardInterrupt:
+        warn("Stopped (Ctrl-C); the report covers the steps that finished.")
     finally:
         subprocess.run(["docker", "rm", "--force", _container(ctx)], capture_output=True)  # after Ctrl-C
         codes = _created_sessions(folder)
         step(f"Deleting the load test's {len(codes)} session(s), so they never appear in exports")
         delete_sessions(ctx, codes)
     if not results:
-        raise StackError("No step ran.")
+        raise StackError("The load test stopped before its first step finished; its sessions were deleted.")
     line = capacity_line(results, config, ctx.study.name)
     summary = {"study": ctx.study.name, "config": config, "target": target[0], "step_seconds": seconds,
                "started": started.isoformat(timespec="seconds"), "steps": results, "capacity_line": line,

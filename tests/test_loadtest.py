@@ -134,6 +134,6 @@ def test_refused_while_a_real_participant_is_active(stack):
     before = session_codes(stack)
     result = stack.invoke("loadtest", "--participants", "5", "--duration", "5", check=False)
     assert result.returncode == 1
-    assert f"Participants were active in the last 10 minutes, in session(s) {session['code']} (1)" in result.stderr
+    assert f"Participants were active in the last 10 minutes, in session(s) {session['code']} (1 participant)" in result.stderr
     assert "add --force" in result.stderr
     assert session_codes(stack) == before
