@@ -26,8 +26,10 @@ CONFIGS_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "session_configs.py")
 CREATE_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "create_bot_session.py")
 FIRST_STEP = 5
 P95_LIMIT_MS = 1000
-# Should a step's session run out, Locust creates another of this many participants per user.
-SPARE_SESSION_FACTOR = 2
+# Participants per user created before a step while the pace is unknown (the first step), and
+# for another session should a step's run out (Locust then creates it while measuring).
+UNKNOWN_PACE_FACTOR = 20
+SPARE_SESSION_FACTOR = 10
 # The most participants created for one step before it starts.
 MOST_PER_SESSION = 2000
 # Reads the container's CPU counter: cgroup v2 (usage_usec) or v1 (nanoseconds).
@@ -53,8 +55,8 @@ def _whole_groups(number, multiple):
 def session_size(participants, multiple, seconds, pace=None):
     """Participants to create before a step, so that no session is created while it is measured:
     each user plays one after another at `pace` (participants finished per user and second, from
-    the step before), with half again as margin; 10 per user while the pace is unknown."""
-    needed = participants * (1 + pace * seconds * 1.5) if pace else participants * 10
+    the step before), with half again as margin."""
+    needed = participants * (1 + pace * seconds * 1.5) if pace else participants * UNKNOWN_PACE_FACTOR
     return _whole_groups(min(max(needed, participants), MOST_PER_SESSION), multiple)
 
 
