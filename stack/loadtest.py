@@ -12,6 +12,7 @@ import datetime
 import html
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -438,6 +439,7 @@ def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
         step(f"Deleting the load test's {len(codes)} session(s), so they never appear in exports")
         delete_sessions(ctx, codes)
     if not results:
+        shutil.rmtree(folder, ignore_errors=True)
         raise StackError("The load test stopped before its first step finished; its sessions were deleted.")
     line = capacity_line(results, config, ctx.study.name)
     summary = {"study": ctx.study.name, "config": config, "target": target[0], "step_seconds": seconds,

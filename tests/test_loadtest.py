@@ -1,17 +1,22 @@
 """`invoke loadtest` against the test stack: the example study's single-player part and its group
 game with wait pages, played by the project's own bots through nginx. Each run finishes with a
 capacity line, writes Locust's CSVs and a report whose plots render in Chromium, and leaves no
-session behind, in oTree or in an export. Bounded: a few participants, 5 s per step."""
+session behind, in oTree or in an export, also when stopped by Ctrl-C. Bounded: a few
+participants, 5 s per step."""
 import csv
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
+from tests.helpers import REPO_ROOT
 from tests.test_export_data import export
 from tests.test_study_in_browser import CHROMIUM_ARGS
 
@@ -27,7 +32,7 @@ def loadtest(stack, *args):
     """Run `invoke loadtest ARGS`; return its output and report folder (removed after the test)."""
     result = stack.invoke("loadtest", *args)
     print(result.stdout)
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), FOLDER.search(result.stdout)[1])
+    folder = os.path.join(REPO_ROOT, FOLDER.search(result.stdout)[1])
     return result.stdout, folder
 
 
@@ -125,6 +130,27 @@ def test_the_group_game_with_wait_pages(stack, reports, tmp_path):
     assert requests_of(folder, summary, "wait public_goods/ResultsWaitPage") > 0
     assert requests_of(folder, summary, "submit public_goods/Results") >= 3
     check_report_renders(folder, summary)
+
+
+def test_ctrl_c_stops_it_and_deletes_its_sessions(stack):
+    before = session_codes(stack)
+    running = subprocess.Popen(["invoke", "loadtest", "--config", "survey_only", "--participants", "5", "--duration",
+                                "120"], cwd=REPO_ROOT, env=dict(os.environ, OTREE_STACK_ENV=stack.env_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not session_codes(stack) - before:  # the step's session: Locust starts right after
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()
+            time.sleep(1)
+        time.sleep(5)
+        os.killpg(running.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        output, errors = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+    assert running.returncode == 1, output + errors
+    assert "The load test stopped before its first step finished; its sessions were deleted." in errors
+    assert session_codes(stack) == before
 
 
 def test_refused_while_a_real_participant_is_active(stack):
