@@ -2,24 +2,20 @@
 
 The sessions are in oTree's browser-bot mode (POST /create_browser_bots_session, the route
 oTree's own launcher uses), so the server fills every form from the project's tests.py. Each
-step's session is created before the step (--links-file); should its participants run out, one
-more is created here. Each user takes one participant's start link, GETs it, submits the form the server returns
+step's session is created before the step (--links-file). Each user takes one participant's start link, GETs it, submits the form the server returns
 (with the auto-submit script oTree adds while the bot has a next submission), follows the
 redirect, and re-GETs wait pages until they let it on, until the bot has nothing more to submit;
 then it takes the next participant. Requests are named by page, so the CSVs show each page;
 "submit" rows are page submits.
 
 stack/loadtest.py runs it, one step at a time, and passes the options; it writes the step's own
-facts (when the load ran, its own CPU, participants finished) and every session it created to files."""
+facts (when the load ran, its own CPU, participants finished) to a file."""
 import json
-import os
 import time
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import gevent
-import requests
-from gevent.lock import Semaphore
 from gevent.queue import Queue
 from locust import HttpUser, constant, events, task
 
@@ -34,57 +30,31 @@ WAIT_LIMIT_SECONDS = 60
 @events.init_command_line_parser.add_listener
 def _options(parser):
     parser.add_argument("--session-config", default="", help="The oTree session config to play.")
-    parser.add_argument("--session-size", type=int, default=0, help="Participants per session created here.")
-    parser.add_argument("--links-file", default="", help="Start links of a session created before the step.")
+    parser.add_argument("--links-file", default="", help="Start links of the session created for this step.")
     parser.add_argument("--poll-seconds", type=float, default=0.5, help="Pause between re-GETs of a wait page.")
     parser.add_argument("--facts-file", default="", help="Where this step's own facts are written (JSON).")
-    parser.add_argument("--sessions-file", default="", help="Every session created is appended here at once.")
 
 
 class Pool:
-    """Start links of participants not yet played: first those of the session created before the
-    step (--links-file), then, should they run out, of a new session created here."""
+    """Start links of the participants of the session created for this step (--links-file).
+    When they are used up the step ends early (stack/loadtest.py then runs it again with a
+    bigger session): a session created now would hold oTree's lock while it is measured."""
 
     def __init__(self):
-        self.links = Queue()
-        self.loaded = False
-        self.creating = Semaphore()
-        self.admin = requests.Session()
-        self.admin.verify = False
+        self.links = None
 
     def take(self, environment):
-        """A start link, or None when no session could be created (the step then stops)."""
-        with self.creating:
-            if not self.loaded:
-                self.loaded = True
-                with open(environment.parsed_options.links_file, encoding="utf-8") as handle:
-                    for line in handle:
-                        self.links.put(line.strip())
-            if self.links.empty() and "error" not in FACTS:
-                try:
-                    self._create(environment)
-                except requests.RequestException as error:
-                    text = getattr(error.response, "text", "") or ""
-                    FACTS["error"] = f"oTree did not create a browser-bot session: {error} {text[-500:]}".strip()
-                    environment.runner.quit()
-        return None if self.links.empty() else self.links.get()
-
-    def _create(self, environment):
-        options = environment.parsed_options
-        FACTS["sessions_created_during_step"] = FACTS.get("sessions_created_during_step", 0) + 1
-        # Not through the user's client: creating sessions is the researcher's work, not a participant's.
-        self.admin.headers["otree-rest-key"] = os.environ["OTREE_REST_KEY"]
-        response = self.admin.post(environment.host + "/create_browser_bots_session", timeout=600,
-                                   json=dict(session_config_name=options.session_config,
-                                             num_participants=options.session_size, case_number=None))
-        response.raise_for_status()
-        code = response.text.strip().strip('"')
-        with open(options.sessions_file, "a", encoding="utf-8") as handle:
-            handle.write(code + "\n")
-        details = self.admin.get(f"{environment.host}/api/sessions/{code}", timeout=600)
-        details.raise_for_status()
-        for participant in details.json()["participants"]:
-            self.links.put(f"/InitializeParticipant/{participant['code']}")
+        """A start link, or None when there are no more (the step then stops)."""
+        if self.links is None:
+            self.links = Queue()
+            with open(environment.parsed_options.links_file, encoding="utf-8") as handle:
+                for line in handle:
+                    self.links.put(line.strip())
+        if self.links.empty():
+            FACTS.setdefault("ran_out", time.time())
+            environment.runner.quit()
+            return None
+        return self.links.get()
 
 
 POOL = Pool()

@@ -27,10 +27,8 @@ CONFIGS_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "session_configs.py")
 CREATE_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "create_bot_session.py")
 FIRST_STEP = 5
 P95_LIMIT_MS = 1000
-# Participants per user created before a step while the pace is unknown (the first step), and
-# for another session should a step's run out (Locust then creates it while measuring).
+# Participants per user created before a step while the pace is unknown (the first step).
 UNKNOWN_PACE_FACTOR = 20
-SPARE_SESSION_FACTOR = 10
 # The most participants created for one step before it starts.
 MOST_PER_SESSION = 2000
 # Reads the container's CPU counter: cgroup v2 (usage_usec) or v1 (nanoseconds).
@@ -91,8 +89,7 @@ def step_figures(rows, facts, participants, otree_cpu):
             "requests_per_second": float(total["Requests/s"]),
             "submits_per_second": sum(float(row["Requests/s"]) for row in rows if row["Name"].startswith("submit ")),
             "p50_ms": milliseconds("50%"), "p95_ms": milliseconds("95%"), "p99_ms": milliseconds("99%"),
-            "errors": int(total["Failure Count"]) + (1 if facts.get("error") else 0),
-            "error": facts.get("error", ""),
+            "errors": int(total["Failure Count"]),
             "participants_finished": facts.get("participants_finished", 0),
             "seconds": round(facts.get("stopped", 0) - facts.get("started", 0), 1),
             "otree_cpu": otree_cpu, "generator_cpu": facts.get("generator_cpu")}
@@ -320,27 +317,35 @@ def _container(ctx):
 
 
 def _run_step(ctx, image, folder, target, config, participants, multiple, seconds, number, pace):
+    """One step's figures. Its session is created first; should its participants be used up
+    early (the first step guesses how many it needs), the step runs again with a session sized
+    by the pace just seen."""
+    for attempt in (1, 2):
+        size = session_size(participants, multiple, seconds, pace)
+        facts, figures = _run_locust(ctx, image, folder, target, config, participants, seconds, number,
+                                     _create_session(ctx, folder, config, size))
+        used_up = facts.get("ran_out", facts["stopped"]) - facts["started"]
+        if "ran_out" not in facts or used_up > 0.8 * seconds or attempt == 2:
+            return figures
+        info(f"({participants} at once used up the {size} participants created in {used_up:.0f} s; again with more)")
+        pace = facts["participants_finished"] / participants / max(used_up, 1)
+
+
+def _run_locust(ctx, image, folder, target, config, participants, seconds, number, links):
     url, extra = target
     prefix = f"step{number:02d}-{participants}"
     facts_name = f"{prefix}-facts.json"
-    links = _create_session(ctx, folder, config, session_size(participants, multiple, seconds, pace))
     with open(os.path.join(folder, f"{prefix}-links.txt"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(links) + "\n")
     container = _container(ctx)
     subprocess.run(["docker", "rm", "--force", container], capture_output=True)
     command = ["docker", "run", "--rm", "--name", container, "--network", "host", *extra,
-               "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{folder}:/out",
-               "--env", "OTREE_REST_KEY", image,
+               "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{folder}:/out", image,
                "--headless", "--only-summary", "--host", url, "--users", str(participants),
-               "--spawn-rate", str(participants), "--run-time", f"{seconds}s",
-               "--csv", f"/out/{prefix}", "--session-config", config, "--links-file", f"/out/{prefix}-links.txt",
-               "--session-size", str(_whole_groups(participants * SPARE_SESSION_FACTOR, multiple)),
-               "--facts-file", f"/out/{facts_name}", "--sessions-file", "/out/sessions.txt"]
-    otree_container = ctx.compose.container("otree")
-    with CpuSampler(otree_container) as sampler:
-        # The key from the environment, not the command line, which other users of the machine can see.
-        result = subprocess.run(command, capture_output=True, text=True,
-                                env=dict(os.environ, OTREE_REST_KEY=ctx.study.get("OTREE_REST_KEY")))
+               "--spawn-rate", str(participants), "--run-time", f"{seconds}s", "--csv", f"/out/{prefix}",
+               "--links-file", f"/out/{prefix}-links.txt", "--facts-file", f"/out/{facts_name}"]
+    with CpuSampler(ctx.compose.container("otree")) as sampler:
+        result = subprocess.run(command, capture_output=True, text=True)
     facts_path = os.path.join(folder, facts_name)
     stats_path = os.path.join(folder, f"{prefix}_stats.csv")
     if not os.path.exists(facts_path) or not os.path.exists(stats_path):
@@ -348,10 +353,12 @@ def _run_step(ctx, image, folder, target, config, participants, multiple, second
                          f"{result.stderr[-2000:]}")
     with open(facts_path, encoding="utf-8") as handle:
         facts = json.load(handle)
+    os.unlink(facts_path)  # its figures go into summary.json
     with open(stats_path, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    otree_cpu = share_between(sampler.samples, facts.get("started", 0), facts.get("stopped", 0))
-    return step_figures(rows, facts, participants, otree_cpu)
+    facts.setdefault("started", facts["stopped"])
+    otree_cpu = share_between(sampler.samples, facts["started"], facts["stopped"])
+    return facts, step_figures(rows, facts, participants, otree_cpu)
 
 
 def _created_sessions(folder):
@@ -427,8 +434,6 @@ def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
             results.append(figures)
             pace = figures["participants_finished"] / participants_now / max(figures["seconds"], 1) or None
             info(_row(figures))
-            if figures["error"]:
-                warn(figures["error"])
             if not passed(figures):
                 break
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ def test_cpu_share_uses_the_samples_inside_the_window():
 def figures(participants, p95, submits, errors=0, requests=100):
     return {"participants": participants, "requests": requests, "requests_per_second": submits * 1.5,
             "submits_per_second": submits, "p50_ms": p95 / 3, "p95_ms": p95, "p99_ms": p95 * 1.2, "errors": errors,
-            "error": "", "participants_finished": 1, "otree_cpu": 0.5, "generator_cpu": 0.1}
+            "participants_finished": 1, "otree_cpu": 0.5, "generator_cpu": 0.1}
 
 
 def test_capacity_is_the_largest_step_under_one_second_without_errors():
