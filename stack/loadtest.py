@@ -1,9 +1,10 @@
 """`invoke loadtest`: how many participants a study's oTree serves on this server, in the
 researcher's terms, measured by playing the project's own bots against it through nginx.
 
-Locust (loadtest/, in a container of its own on the host's network) creates sessions in oTree's
-browser-bot mode, so the project's tests.py decides every answer, and each Locust user plays one
-participant after another over plain HTTPS (loadtest/locustfile.py). The number of concurrent
+Before each step a session is created in oTree's browser-bot mode, so the project's tests.py
+decides every answer; then Locust (loadtest/, in a container of its own on the host's network)
+plays its participants over plain HTTPS through nginx, each Locust user one participant after
+another (loadtest/locustfile.py). The number of concurrent
 participants steps up (5, 10, 20, ... up to --participants) until the 95th percentile of the
 response times passes 1 s or a request fails. Every session it created is deleted at the end,
 also after a failure or Ctrl-C, so none appears in the study's exports."""
