@@ -28,8 +28,9 @@ CONFIGS_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "session_configs.py")
 CREATE_SCRIPT = os.path.join(REPO_ROOT, "otree_server", "create_bot_session.py")
 FIRST_STEP = 5
 P95_LIMIT_MS = 1000
-# Participants per user created before a step while the pace is unknown (the first step).
-UNKNOWN_PACE_FACTOR = 20
+# Participants per user created before a step while the pace is unknown (the first step): a
+# short single-player config went through about one per user and second on a 2-core VM.
+UNKNOWN_PACE_FACTOR = 50
 # The most participants created for one step before it starts.
 MOST_PER_SESSION = 2000
 # Reads the container's CPU counter: cgroup v2 (usage_usec) or v1 (nanoseconds).

@@ -79,7 +79,7 @@ def test_report_has_two_plots_with_a_point_per_step_and_no_outside_resources():
 
 
 def test_sessions_are_made_big_enough_for_a_step_at_the_last_pace():
-    assert loadtest.session_size(5, 1, 30) == 100
+    assert loadtest.session_size(5, 1, 30) == 250
     assert loadtest.session_size(10, 3, 30, pace=0.2) == 102  # 10 users, 9 more each in 30 s, and a margin
     assert loadtest.session_size(160, 1, 30, pace=1.0) == loadtest.MOST_PER_SESSION
     assert loadtest.session_size(4, 3, 5, pace=0.001) == 6
