@@ -85,12 +85,13 @@ def logs(c, study=None, service=None, no_follow=False, on=None):
     commands.logs(study=study, service=service, follow=not no_follow)
 
 
-@task(help={"on": ON_HELP, "study": "Only this study; without it, every study."})
+@task(help={"on": ON_HELP, "study": "Only this study; without it, every study.",
+            "watch": "Print it again every 5 seconds, until Ctrl-C."})
 @_friendly
 @_on_server
-def status(c, study=None, on=None):
-    """Show the proxy's and each study's services, health, oTree version, backups and address."""
-    status_module.run(study=study)
+def status(c, study=None, on=None, watch=False):
+    """Show the proxy's and each study's services, health, oTree version, load and errors, backups and address."""
+    status_module.run(study=study, watch=watch)
 
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP})

@@ -15,10 +15,10 @@ PROXY_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.proxy.yml")
 # postgres image, for the same pg_dump and a scratch server to verify with.
 STUDY_BUILD_ORDER = [["otree", "postgres"], ["backup"]]
 STUDY_SERVICES = ("otree", "postgres", "backup")
-PROXY_SERVICES = ("nginx", "certbot")
+PROXY_SERVICES = ("nginx", "certbot", "monitor")
 # Started after the others, without waiting on their health: a failing backup or certificate
 # request is reported loudly, but must not keep the study from starting.
-AFTER_START = ("backup", "certbot")
+AFTER_START = ("backup", "certbot", "monitor")
 # restic repositories that are not a folder on this machine start with their backend's name.
 RESTIC_REMOTE = re.compile(r"^(sftp|rest|s3|b2|azure|gs|swift|rclone):")
 
