@@ -75,8 +75,8 @@ def down(c, study=None, delete_data=False, confirm=None, on=None):
     down_module.run(study=study, delete_data=delete_data, confirm=confirm)
 
 
-@task(help={"on": ON_HELP, "study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx "
-                                            "or certbot.",
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx, certbot "
+                                            "or monitor.",
             "no_follow": "Print the recent lines and stop, instead of following the log."})
 @_friendly
 @_on_server

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from monitor.otree_monitor import alerts, traffic
+from backup.otree_backup import report
+from monitor.otree_monitor import alerts, checks, traffic
 from stack import load, validate
 
 pytestmark = pytest.mark.unit
@@ -156,3 +157,17 @@ def test_a_sentry_dsn_needs_sentry_sdk_in_the_project(tmp_path):
     assert "not a Sentry DSN" in validate._sentry_problems({"SENTRY_DSN": "abc"})[0]
     (tmp_path / "requirements.txt").write_text("otree==6.0.15\nsentry-sdk==2.75.0\n")
     assert validate._sentry_problems({"SENTRY_DSN": dsn, "OTREE_PROJECT_DIR": str(tmp_path)}) == []
+
+
+def test_study_health_alerts_for_a_failed_backup_and_an_otree_that_stays_down(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "FOLDER", str(tmp_path))
+    monkeypatch.setattr(report, "otree_problem", lambda: "oTree does not answer (refused)")
+    report.write("s", None, report.otree_problem(), NOW)
+    report.write("s", "the last backup attempt failed (x): disk full", report.otree_problem(), NOW + 60)
+    found = json.loads((tmp_path / "s.json").read_text())
+    assert found["otree_failing_since"] == NOW  # carried over while it keeps failing
+    assert [alert["cause"] for alert in checks.study_health([found], NOW + 60)] == ["backup:s"]
+    causes = [alert["cause"] for alert in checks.study_health([found], NOW + checks.UNHEALTHY_SECONDS)]
+    assert causes == ["backup:s", "unhealthy:s"]
+    report.write("s", None, None, NOW + 120)
+    assert checks.study_health([json.loads((tmp_path / "s.json").read_text())], NOW + 600) == []

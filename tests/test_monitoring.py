@@ -5,6 +5,7 @@ in a container of their own, tests/receiver) exactly once for all the errors."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -154,3 +155,14 @@ def test_status_shows_requests_p95_and_the_error_and_one_alert_reaches_mail_and_
     assert hooks[0]["path"] == "/hooks/alerts"
     assert body["cause"] == f"server-errors:{NAME}" and body["status"] == 500
     assert body["page"].endswith("/crash/Crash/2") and body["text"].startswith(f"[{NAME}] Participants of study")
+
+
+def test_status_watch_refreshes_until_ctrl_c(stack):
+    watching = subprocess.Popen(["invoke", "status", "--watch"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=dict(os.environ, OTREE_STACK_ENV=stack.env_path))
+    time.sleep(20)  # a status takes a few seconds here, then 5 s until the next
+    watching.send_signal(signal.SIGINT)
+    output, _ = watching.communicate(timeout=60)
+    assert watching.returncode == 0, output
+    assert output.count("Every 5 s; Ctrl-C to stop.") >= 2, output
+    assert output.count("load      last  5 min:") >= 2

@@ -12,11 +12,14 @@ LOG_DIR = "/var/log/otree-stack"  # nginx's request log, one file per hour (read
 STATE = "/var/lib/otree-monitor/state.json"
 EDGE = "/etc/nginx/edge"  # the proxy's rendered configuration: which studies there are
 CERTS = "/etc/nginx/certs"
+HEALTH = "/var/lib/otree-health"  # each study's backup service reports there (backup/otree_backup/report.py)
 SETTINGS = ("ALERT_EMAIL", "ALERT_WEBHOOK_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM",
             "SMTP_TLS", "MONITOR_INTERVAL", "STACK_NAME")
 # Errors older than this when first read (the monitor was stopped) are counted, not mailed.
 FRESH_SECONDS = 600
 SLOW_CHECK_SECONDS = 600  # certificates and the disk change slowly
+# A study that stopped reporting was stopped (`invoke down`): its last report no longer counts.
+REPORT_FRESH_SECONDS = 300
 
 
 def log(message):
@@ -73,6 +76,20 @@ def error_alerts(errors):
     return found
 
 
+def health_reports(studies, now):
+    """The fresh health reports of the studies the proxy serves."""
+    reports = []
+    for study in studies:
+        try:
+            with open(os.path.join(HEALTH, f"{study}.json"), encoding="utf-8") as handle:
+                found = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if now - found.get("t", 0) <= REPORT_FRESH_SECONDS:
+            reports.append(found)
+    return reports
+
+
 def check(config, state, now, slow_due):
     errors = {}
     for line in new_lines(state["files"]):
@@ -80,9 +97,10 @@ def check(config, state, now, slow_due):
         if record and traffic.add(state["studies"], record) and float(record["t"]) >= now - FRESH_SECONDS:
             errors.setdefault(record["study"], []).append(record)
     traffic.prune(state["studies"], now)
-    found = error_alerts(errors)
+    served = os.path.join(EDGE, "studies")
+    studies = sorted(os.listdir(served)) if os.path.isdir(served) else []
+    found = error_alerts(errors) + checks.study_health(health_reports(studies, now), now)
     if slow_due:
-        studies = sorted(os.listdir(os.path.join(EDGE, "studies"))) if os.path.isdir(os.path.join(EDGE, "studies")) else []
         found += checks.certificates(CERTS, studies, now) + checks.disk(os.path.dirname(STATE))
     alerts.raise_alerts(config, config["STACK_NAME"], found, state["sent"], now, log)
     state["updated"] = now

@@ -1,5 +1,5 @@
-"""The server-wide causes for an alert besides participants' errors: a certificate near its end,
-a full disk. Each check returns alerts as dicts: cause, subject, text (and fields for webhooks)."""
+"""The causes for an alert besides participants' errors: a certificate near its end, a full disk,
+a failing backup, an oTree that stays down. Each check returns alerts as dicts: cause, subject, text (and fields for webhooks)."""
 import datetime
 import os
 import ssl
@@ -7,6 +7,7 @@ import subprocess
 
 CERTIFICATE_DAYS = 14
 DISK_PERCENT = 90
+UNHEALTHY_SECONDS = 180
 
 
 def certificate_end(path):
@@ -54,3 +55,27 @@ def disk(path):
              "text": f"The disk that holds the databases has {free:.1f} GB left ({used:.0f}% used). When it is full, "
                      "PostgreSQL stops taking participants' answers. Delete old backups or exports (`invoke "
                      "backups` lists them), `docker image prune` old images, or give the server a bigger disk."}]
+
+
+def study_health(reports, now):
+    """Alerts from the studies' health reports (backup/otree_backup/report.py): a failed backup,
+    and an oTree that has not answered for UNHEALTHY_SECONDS (a restart's minute is no alert)."""
+    alerts = []
+    for report in reports:
+        study = report["study"]
+        if report.get("backup_problem"):
+            alerts.append({"cause": f"backup:{study}", "study": study, "problem": report["backup_problem"],
+                           "subject": f"The backups of study {study} are failing",
+                           "text": f"Study {study}: {report['backup_problem']}. `invoke backups --study {study}` lists "
+                                   f"them, `invoke logs --study {study} --service backup` says why; take one by hand "
+                                   f"with `invoke backup --study {study}` once it is fixed."})
+        since = report.get("otree_failing_since")
+        if since and now - since >= UNHEALTHY_SECONDS:
+            minutes = int((now - since) // 60)
+            alerts.append({"cause": f"unhealthy:{study}", "study": study, "problem": report["otree_problem"],
+                           "subject": f"oTree of study {study} has not answered for {minutes} minutes",
+                           "text": f"Study {study}: {report['otree_problem']}, for {minutes} minutes; participants see "
+                                   f"the maintenance page. `invoke status --study {study}` shows the services, "
+                                   f"`invoke logs --study {study} --service otree` why; `invoke up --study {study}` "
+                                   "starts it again."})
+    return alerts
