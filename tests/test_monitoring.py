@@ -166,3 +166,14 @@ def test_status_watch_refreshes_until_ctrl_c(stack):
     assert watching.returncode == 0, output
     assert output.count("Every 5 s; Ctrl-C to stop.") >= 2, output
     assert output.count("load      last  5 min:") >= 2
+
+
+def test_the_backup_service_reports_the_studys_health_to_the_monitor(stack):
+    def report():
+        found = stack.compose("exec", "-T", "monitor", "cat", f"/var/lib/otree-health/{NAME}.json", check=False)
+        return json.loads(found.stdout) if found.returncode == 0 else None
+    # The backup service's healthcheck writes it every minute.
+    found = wait_for(report, 90)
+    assert found and found["study"] == NAME, found
+    assert found["otree_problem"] is None and found["backup_problem"] is None
+    assert time.time() - found["t"] < 120

@@ -12,7 +12,7 @@ OTREE_PAGE = "http://otree:8000/login"
 
 def otree_problem():
     try:
-        urllib.request.urlopen(OTREE_PAGE, timeout=10)
+        urllib.request.urlopen(OTREE_PAGE, timeout=5)  # within the healthcheck's 10 s
     except Exception as error:  # any failure: say what it was
         return f"oTree does not answer ({error})"
     return None
@@ -33,4 +33,5 @@ def write(study, backup_problem, otree, now):
     partial = os.path.join(FOLDER, f".{study}.partial")
     with open(partial, "w", encoding="utf-8") as handle:
         json.dump(report, handle)
+    os.chmod(partial, 0o644)  # the service's umask keeps its backups private; this is for the monitor
     os.replace(partial, path)
