@@ -176,8 +176,8 @@ def alert_problems(values):
         found.append(f"ALERT_WEBHOOK_URL must be an http(s):// address, such as a Slack or Mattermost incoming "
                      f"webhook's; it is {webhook[:12]!r}...")
     interval = get("MONITOR_INTERVAL")
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", interval) or not 1 <= float(interval) <= 300:
-        found.append(f"MONITOR_INTERVAL {interval!r} must be seconds between 1 and 300 (default 30).")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", interval) or not 1 <= float(interval) <= 120:
+        found.append(f"MONITOR_INTERVAL {interval!r} must be seconds between 1 and 120 (default 30).")
     return found
 
 

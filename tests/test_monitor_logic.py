@@ -136,7 +136,7 @@ def test_warnings_say_what_to_do():
     ({"SMTP_PORT": "smtp"}, "SMTP_PORT 'smtp' is not a port"),
     ({"SMTP_USER": "me"}, "SMTP_USER and SMTP_PASSWORD go together"),
     ({"ALERT_WEBHOOK_URL": "hooks.slack.com/x"}, "ALERT_WEBHOOK_URL must be an http(s):// address"),
-    ({"MONITOR_INTERVAL": "0"}, "MONITOR_INTERVAL '0' must be seconds between 1 and 300"),
+    ({"MONITOR_INTERVAL": "0"}, "MONITOR_INTERVAL '0' must be seconds between 1 and 120"),
 ])
 def test_alert_settings_are_checked(values, message):
     found = validate.alert_problems(values)
