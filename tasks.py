@@ -75,8 +75,8 @@ def down(c, study=None, delete_data=False, confirm=None, on=None):
     down_module.run(study=study, delete_data=delete_data, confirm=confirm)
 
 
-@task(help={"on": ON_HELP, "study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx "
-                                            "or certbot.",
+@task(help={"on": ON_HELP, "study": STUDY_HELP, "service": "Only this service's log: otree, postgres, backup, or the proxy's nginx, certbot "
+                                            "or monitor.",
             "no_follow": "Print the recent lines and stop, instead of following the log."})
 @_friendly
 @_on_server
@@ -85,12 +85,13 @@ def logs(c, study=None, service=None, no_follow=False, on=None):
     commands.logs(study=study, service=service, follow=not no_follow)
 
 
-@task(help={"on": ON_HELP, "study": "Only this study; without it, every study."})
+@task(help={"on": ON_HELP, "study": "Only this study; without it, every study.",
+            "watch": "Print it again every 5 seconds, until Ctrl-C."})
 @_friendly
 @_on_server
-def status(c, study=None, on=None):
-    """Show the proxy's and each study's services, health, oTree version, backups and address."""
-    status_module.run(study=study)
+def status(c, study=None, on=None, watch=False):
+    """Show the proxy's and each study's services, health, oTree version, load and errors, backups and address."""
+    status_module.run(study=study, watch=watch)
 
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP})

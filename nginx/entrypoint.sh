@@ -49,11 +49,14 @@ mv -T "$prepared.link" /tmp/nginx/studies
 # The certificates this preparation saw: the watcher below reloads only for newer ones.
 cat "$certs"/*/fullchain.pem 2>/dev/null | cksum > /tmp/nginx/certificates.sum
 
-# Starting the server (not a reload): watch the certificates, and when the certbot service renews
-# one, prepare again and reload. Reloading keeps open connections, websockets included.
+# Starting the server (not a reload): prune the monitor's request log, and watch the certificates:
+# when the certbot service renews one, prepare again and reload. Reloading keeps open connections,
+# websockets included.
 if [ "$*" = "nginx -g daemon off;" ]; then
   (
     while sleep 5; do
+      # The monitor's request log (nginx.conf): it reads the last hour, two are kept.
+      find /var/log/otree-stack -name 'requests-*.log' -mmin +125 -delete 2>/dev/null
       now=$(cat "$certs"/*/fullchain.pem 2>/dev/null | cksum)
       if [ "$now" != "$(cat /tmp/nginx/certificates.sum)" ]; then
         echo "nginx: a certificate changed; reloading."

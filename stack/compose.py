@@ -15,10 +15,10 @@ PROXY_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.proxy.yml")
 # postgres image, for the same pg_dump and a scratch server to verify with.
 STUDY_BUILD_ORDER = [["otree", "postgres"], ["backup"]]
 STUDY_SERVICES = ("otree", "postgres", "backup")
-PROXY_SERVICES = ("nginx", "certbot")
+PROXY_SERVICES = ("nginx", "certbot", "monitor")
 # Started after the others, without waiting on their health: a failing backup or certificate
 # request is reported loudly, but must not keep the study from starting.
-AFTER_START = ("backup", "certbot")
+AFTER_START = ("backup", "certbot", "monitor")
 # restic repositories that are not a folder on this machine start with their backend's name.
 RESTIC_REMOTE = re.compile(r"^(sftp|rest|s3|b2|azure|gs|swift|rclone):")
 
@@ -53,6 +53,8 @@ class Compose:
                 "--env-file", os.devnull, "-p", self.name, *args]
 
     def run(self, *args, check=True, capture=False, stdin=None):
+        if args and args[0] in ("up", "run", "create"):
+            create_health_volume(self.environment["PROXY_PROJECT"])
         result = subprocess.run(self.command(*args), env=self.environment, text=True,
                                 stdout=subprocess.PIPE if capture else None, stdin=stdin)
         if check and result.returncode:
@@ -108,6 +110,19 @@ class Compose:
                 self.run("logs", "--no-color", "--tail", "30", service, check=False)
 
 
+def health_volume(server_name):
+    return f"{server_name}_health"
+
+
+def create_health_volume(server_name):
+    """The volume every study's backup service writes its health report to, for the proxy's
+    monitor: external to both Compose files, so whichever project starts first makes it (as the
+    proxy's, like the static volume). Existing, it is left as it is."""
+    subprocess.run(["docker", "volume", "create", "--label", f"com.docker.compose.project={server_name}",
+                    "--label", "com.docker.compose.volume=health", health_volume(server_name)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def local_restic_path(repository):
     """The folder of a restic repository on this machine, or None for a remote one."""
     repository = repository.strip()
@@ -140,12 +155,14 @@ def for_study(study):
                    "BASE_IMAGE": study.server.base_image, "STUDY": study.name, "COMPOSE_PROJECT": study.project,
                    "OTREE_PROJECT_DIR": os.path.relpath(study.project_dir, envfile.REPO_ROOT),
                    "UPSTREAM": study.upstream, "PROXY_NETWORK": study.network,
-                   "POSTGRES_VOLUME": study.postgres_volume}
+                   "POSTGRES_VOLUME": study.postgres_volume, "PROXY_PROJECT": study.server.name,
+                   "HEALTH_VOLUME": health_volume(study.server.name)}
     return Compose(study.project, [STUDY_FILE], STUDY_SERVICES, STUDY_BUILD_ORDER, environment)
 
 
 def for_proxy(server):
     ca_file = server.values["ACME_CA_FILE"]
-    environment = {**server.values, "PROXY_DIR": server.proxy_dir,
+    environment = {**server.values, "PROXY_DIR": server.proxy_dir, "PROXY_PROJECT": server.name,
+                   "HEALTH_VOLUME": health_volume(server.name),
                    "ACME_CA_FILE_ON_HOST": os.path.join(envfile.REPO_ROOT, ca_file) if ca_file else os.devnull}
     return Compose(server.name, [PROXY_FILE], PROXY_SERVICES, [list(PROXY_SERVICES)], environment)

@@ -13,7 +13,8 @@ from . import certificates, context, envfile, lock, pagetimes, proxy, settings a
 from .console import StackError, info, step
 
 SECRETS = {"OTREE_ADMIN_PASSWORD", "OTREE_REST_KEY", "OTREE_SECRET_KEY", "POSTGRES_PASSWORD", "RESTIC_PASSWORD",
-           "RESTIC_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"}
+           "RESTIC_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY",
+           "SENTRY_DSN"}
 # Not for `config set`: each has its own way, which the refusal names.
 MANAGED = {
     "OTREE_PROJECT_DIR": "it is set by `invoke deploy` and `invoke rollback`",

@@ -23,6 +23,16 @@ SERVER_DEFAULTS = {
     "LETSENCRYPT_EMAIL": "",
     "ACME_DIRECTORY_URL": "",
     "ACME_CA_FILE": "",
+    # Alerts from the monitor service (monitor/): by mail, and/or to a chat's incoming webhook.
+    "ALERT_EMAIL": "",
+    "ALERT_WEBHOOK_URL": "",
+    "SMTP_HOST": "",
+    "SMTP_PORT": "587",
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_FROM": "",
+    "SMTP_TLS": "starttls",
+    "MONITOR_INTERVAL": "30",
 }
 STUDY_DEFAULTS = {
     "OTREE_PRODUCTION": "1",
@@ -54,6 +64,8 @@ STUDY_DEFAULTS = {
     "RESTIC_AWS_SECRET_ACCESS_KEY": "",
     "AWS_ACCESS_KEY_ID": "",
     "AWS_SECRET_ACCESS_KEY": "",
+    # oTree reports errors to Sentry by itself when the project lists sentry-sdk.
+    "SENTRY_DSN": "",
     # Only in a study moved over from the one-study layout: the database volume it already had.
     "POSTGRES_VOLUME": "",
 }

@@ -72,6 +72,7 @@ def server_problems(values):
     """Every problem in the server's settings (.env)."""
     found = _address_problems(values)
     found += _acme_problems(values)
+    found += alert_problems(values)
     name = values.get("STACK_NAME", "").strip()
     if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         found.append(f"STACK_NAME {name!r} is not valid: use lower-case letters, digits, - and _, such as otree.")
@@ -113,7 +114,28 @@ def study_problems(values):
     found += _limit_problems(values)
     found += _backup_problems(values)
     found += _certificate_problems(values)
+    found += _sentry_problems(values)
     return found
+
+
+def _sentry_problems(values):
+    dsn = values.get("SENTRY_DSN", "").strip()
+    if not dsn:
+        return []
+    if not re.match(r"^https://[^@\s]+@[^/\s]+/\S+$", dsn):
+        return ["SENTRY_DSN is not a Sentry DSN; copy it from your Sentry project's settings (Client Keys), it looks "
+                "like https://KEY@o123.ingest.sentry.io/456."]
+    folder = os.path.join(REPO_ROOT, values.get("OTREE_PROJECT_DIR", "").strip() or "otree_project")
+    try:
+        with open(os.path.join(folder, "requirements.txt"), encoding="utf-8") as handle:
+            requirements = handle.read()
+    except OSError:
+        return []  # the project checks report a missing project
+    if not re.search(r"^\s*sentry[-_]sdk\b", requirements, re.M | re.I):
+        return [f"SENTRY_DSN is set, but {os.path.relpath(folder, REPO_ROOT)}/requirements.txt does not list "
+                "sentry-sdk, and oTree refuses to start without it. Add a pinned sentry-sdk line (e.g. "
+                "sentry-sdk==2.75.0) to it, or leave SENTRY_DSN empty."]
+    return []
 
 
 def _certificate_problems(values):
@@ -124,6 +146,39 @@ def _certificate_problems(values):
     if cert and not values.get("DOMAIN", "").strip():
         return ["TLS_CERT_FILE is set but DOMAIN is empty. Set DOMAIN to the name your certificate is for."]
     return []
+
+
+def alert_problems(values):
+    """The monitor's alert settings (ALERT_EMAIL with SMTP_*, ALERT_WEBHOOK_URL, MONITOR_INTERVAL)."""
+    def get(key):
+        return values.get(key, settings.SERVER_DEFAULTS[key]).strip() or settings.SERVER_DEFAULTS[key]
+
+    found = []
+    email = get("ALERT_EMAIL")
+    if email and not EMAIL.match(email):
+        found.append(f"ALERT_EMAIL {email!r} is not an email address, e.g. you@example.edu.")
+    if email and not get("SMTP_HOST"):
+        found.append("ALERT_EMAIL is set but SMTP_HOST is empty: name the mail server that sends the alerts (your "
+                     "university's, e.g. smtp.example.edu, with SMTP_USER and SMTP_PASSWORD), or leave ALERT_EMAIL "
+                     "empty.")
+    if get("SMTP_FROM") and not EMAIL.match(get("SMTP_FROM")):
+        found.append(f"SMTP_FROM {get('SMTP_FROM')!r} is not an email address (empty: ALERT_EMAIL is the sender).")
+    if not get("SMTP_PORT").isdigit() or not 0 < int(get("SMTP_PORT")) < 65536:
+        found.append(f"SMTP_PORT {get('SMTP_PORT')!r} is not a port: usually 587 (with SMTP_TLS=starttls) or 465 "
+                     "(with SMTP_TLS=tls).")
+    if get("SMTP_TLS") not in ("starttls", "tls", "off"):
+        found.append(f"SMTP_TLS {get('SMTP_TLS')!r} must be starttls (port 587), tls (port 465) or off (a mail "
+                     "server on this machine or network only: the password would travel unencrypted).")
+    if bool(get("SMTP_USER")) != bool(get("SMTP_PASSWORD")):
+        found.append("SMTP_USER and SMTP_PASSWORD go together: set both, or neither for a server without login.")
+    webhook = get("ALERT_WEBHOOK_URL")
+    if webhook and not re.match(r"^https?://[^\s/]+", webhook):
+        found.append(f"ALERT_WEBHOOK_URL must be an http(s):// address, such as a Slack or Mattermost incoming "
+                     f"webhook's; it is {webhook[:12]!r}...")
+    interval = get("MONITOR_INTERVAL")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", interval) or not 1 <= float(interval) <= 120:
+        found.append(f"MONITOR_INTERVAL {interval!r} must be seconds between 1 and 120 (default 30).")
+    return found
 
 
 def _acme_problems(values):

@@ -100,6 +100,7 @@ def stop_stack(stack):
         invoke(stack.env_path, "down", "--study", study.name, "--delete-data", "--confirm", study.name, check=False)
     proxy = compose_module.for_proxy(loaded.server)
     subprocess.run(proxy.command("down", "--volumes", "--remove-orphans"), env=proxy.environment, capture_output=True)
+    subprocess.run(["docker", "volume", "rm", compose_module.health_volume(loaded.server.name)], capture_output=True)
     for study in loaded.studies:
         subprocess.run(["docker", "network", "rm", study.network], capture_output=True)
 

@@ -14,7 +14,7 @@ from tests.test_https_proxy import login
 # What each service runs as, and what it is allowed beyond the common hardening (x-hardening in
 # docker-compose.yml, a study's services, and docker-compose.proxy.yml, the proxy's).
 USERS = {"otree": "otree", "postgres": "postgres", "nginx": "www-data", "backup": "backup-runner",
-         "certbot": "www-data"}
+         "certbot": "www-data", "monitor": "monitor"}
 # Capabilities a service gets back after `cap_drop: [ALL]`, with the reason. None does: all run
 # unprivileged, nginx on 8080/8443. (The one-off `chown` run of stack/backups.py adds CHOWN.)
 CAP_ADD = {}
@@ -22,9 +22,9 @@ CAP_ADD = {}
 WRITABLE_ROOT = {}
 # Where each service may write besides its volumes.
 TMPFS = {"otree": {"/tmp"}, "postgres": {"/run/postgresql", "/tmp"}, "nginx": {"/tmp"}, "backup": {"/tmp"},
-         "certbot": {"/tmp"}}
+         "certbot": {"/tmp"}, "monitor": set()}
 NETWORKS = {"otree": {"proxy", "backend", "outbound"}, "postgres": {"backend"}, "nginx": {"outside"},
-            "backup": {"backend", "offsite"}, "certbot": {"outside"}}
+            "backup": {"backend", "offsite"}, "certbot": {"outside"}, "monitor": {"outside"}}
 SECRETS = ("OTREE_ADMIN_PASSWORD", "OTREE_REST_KEY", "OTREE_SECRET_KEY", "POSTGRES_PASSWORD")
 
 
@@ -80,7 +80,7 @@ def test_each_service_runs_unprivileged_on_a_read_only_root(containers, service)
 def test_every_service_in_the_compose_files_is_hardened(stack):
     """Checked in the resolved configuration of both Compose files."""
     services = {**json.loads(stack.compose("config", "--format", "json").stdout)["services"],
-                **json.loads(stack.compose("config", "--format", "json", "nginx", "certbot").stdout)["services"]}
+                **json.loads(stack.compose("config", "--format", "json", "nginx", "certbot", "monitor").stdout)["services"]}
     config = json.loads(stack.compose("config", "--format", "json").stdout)
     # A new service must be hardened too, and entered in the tables above.
     assert set(services) == set(TMPFS), "add each new service to the tables at the top"
@@ -128,7 +128,7 @@ def ip_on(container, network):
 
 def test_nginx_cannot_reach_the_database_but_otree_can(stack, containers):
     nginx, backend = containers["nginx"], f"{stack.values['STACK_NAME']}-{stack.name}_backend"
-    for service in ("nginx", "certbot"):  # the containers outside the study's backend network
+    for service in ("nginx", "certbot", "monitor"):  # the containers outside the study's backend network
         assert in_container(containers[service], "getent", "hosts", "postgres", check=False).returncode != 0
     # Not by its address either: the networks are separate bridges.
     address = ip_on(containers["postgres"], backend)

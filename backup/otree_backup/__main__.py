@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from . import BackupError, health, offsite, restore, schedule, store, take
+from . import BackupError, health, offsite, report, restore, schedule, store, take
 
 # A line the host reads to learn which backup a command made or used.
 ID_LINE = "BACKUP_ID="
@@ -98,6 +98,11 @@ def cmd_health(args):
     status = store.read_status()
     problem = health.problem(status, schedule.parse(os.environ.get("BACKUP_SCHEDULE", "daily 03:00")), store.now())
     success = status.get("last_success")
+    if not args.summary:  # the healthcheck, every minute: the study's health for the monitor
+        try:
+            report.write(os.environ.get("STACK_NAME", "study"), problem, report.otree_problem(), time.time())
+        except OSError as error:  # the monitor's volume is no reason to call the backups unhealthy
+            print(f"could not report to the monitor: {error}")
     if args.summary:
         print(f"last good backup: {success['id']} ({_age(success['at'])})" if success else "last good backup: none yet")
         print(f"next scheduled:   {status.get('next_run') or 'none (BACKUP_SCHEDULE=off)'}")
