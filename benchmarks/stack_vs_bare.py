@@ -3,7 +3,7 @@ stack's own oTree image, with a Postgres of its own from the stack's postgres im
 a loopback port) and against the whole stack (nginx, TLS, the same image), alternated, with the
 stack's render cache off and then on (OTREE_RENDER_CACHE); bare oTree always runs without it.
 
-    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 300] [--pairs 3] ...
+    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 200] [--pairs 3] ...
 
 Two loads, each at a fixed number of concurrent clients (plain HTTP, keep-alive within a
 participant, as a browser): the example study's single-player pages (its `single_player_pages`
@@ -139,7 +139,6 @@ def flow(target, participants, concurrency):
 
 
 def form_page(target, seconds, concurrency):
-    latencies = []
     [link] = target.start_links(1)
     http = client()
     participant_url = http.get(link, timeout=60).url
@@ -147,11 +146,11 @@ def form_page(target, seconds, concurrency):
         participant_url = http.post(participant_url, data=form, timeout=60).url
     assert "Questionnaire" in participant_url
 
-    def load(latencies):
+    def load(latencies, seconds=seconds):
         http, deadline = client(), time.monotonic() + seconds
         while time.monotonic() < deadline:
             timed(http, latencies, "GET", participant_url)
-    in_threads(concurrency, lambda: load(latencies))  # warm-up, not counted
+    in_threads(concurrency, lambda: load([], 2))  # warm-up, not counted
     return measure(target, load, concurrency)
 
 
@@ -183,7 +182,7 @@ def report(rows, label, index, unit):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--participants", type=int, default=300, help="participants per flow run (default 300)")
+    parser.add_argument("--participants", type=int, default=200, help="participants per flow run (default 200)")
     parser.add_argument("--concurrency", type=int, default=10, help="clients at once (default 10)")
     parser.add_argument("--pairs", type=int, default=3, help="bare/stack pairs per cache setting (default 3)")
     parser.add_argument("--seconds", type=float, default=10, help="length of each form page run (default 10)")
