@@ -5,16 +5,19 @@ stack's render cache off and then on (OTREE_RENDER_CACHE); bare oTree always run
 
     .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 200] [--pairs 3] ...
 
-Two loads, each at a fixed number of concurrent clients (plain HTTP, keep-alive within a
-participant, as a browser): the example study's single-player pages (its `single_player_pages`
-config: start link, consent, demographics, questionnaire, payment; every redirect counted as a
-request), and one participant's questionnaire page (the example's largest form) by GET, for a
-number of seconds. Prints each run's requests/s, p95 latency and oTree's CPU time per request
-(its container's), then medians and the per-pair ratios stack/bare. It starts a server named
-otreespeed-bench on 127.0.0.1 ports 19080/19443 (19600-19603) and a bare oTree on 19200, and
-removes every container, network and volume it made when it ends, also on Ctrl-C."""
+Two loads, each from a fixed number of concurrent clients (plain HTTP with keep-alive; a client
+takes its participants in turn on one connection, since the clients share this machine with the
+servers and a TLS handshake per participant in Python would charge the stack for the client's
+work): the example study's single-player pages (its `single_player_pages` config: start link,
+consent, demographics, questionnaire, payment; every redirect counted as a request), and one
+participant's questionnaire page (the example's largest form) by GET, for a number of seconds.
+Prints each run's requests/s, p95 latency and oTree's CPU time per request (its container's),
+then medians and the per-pair ratios stack/bare. It starts a server named otreespeed-bench on
+127.0.0.1 ports 19880/19843 (19850-19853) and a bare oTree on 19890, apart from the test suite's
+ports, and removes every container, network and volume it made when it ends, also on Ctrl-C."""
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -33,8 +36,8 @@ from tests.helpers import invoke, write_env  # noqa: E402
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 NAME = "otreespeed-bench"
-PORTS = {"HTTP_PORT": "19080", "HTTPS_PORT": "19443", "STUDY_PORTS": "19600-19603"}
-BARE_PORT = 19200
+PORTS = {"HTTP_PORT": "19880", "HTTPS_PORT": "19843", "STUDY_PORTS": "19850-19853"}
+BARE_PORT = 19890
 FORMS = [("consent/Consent", {"consent": "True"}), ("demographics/Demographics", {"age": "30", "gender": "Female"}),
          ("questionnaire/Questionnaire", {"understood": "6", "fairness": "5", "strategy": "even split"})]
 
@@ -79,9 +82,9 @@ def timed(http, latencies, method, url, **kwargs):
     return response
 
 
-def participant(link, latencies):
+def participant(http, link, latencies):
     """Start link to payment page, following each redirect as a request of its own."""
-    http = client()
+    http.cookies.clear()
     url = link
     for page, form in FORMS + [(None, None)]:
         while True:
@@ -129,12 +132,13 @@ def flow(target, participants, concurrency):
     lock = threading.Lock()
 
     def load(latencies):
+        http = client()  # one connection for this client's participants in turn (see above)
         while True:
             with lock:
                 if not links:
                     return
                 link = links.pop()
-            participant(link, latencies)
+            participant(http, link, latencies)
     return measure(target, load, concurrency)
 
 
@@ -189,13 +193,15 @@ def main():
     arguments = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # clean up as on Ctrl-C
 
-    stack, bare_otree = stack_settings(tempfile.mkdtemp(prefix="otreespeed-bench-")), None
+    directory = tempfile.mkdtemp(prefix="otreespeed-bench-")
+    stack, bare_otree = stack_settings(directory), None
     try:
         print(f"Starting the stack {NAME} (https://127.0.0.1:{PORTS['HTTPS_PORT']}) ...", flush=True)
         invoke(stack.env_path, "up")
         project = settings.load(stack.env_path).studies[0].project
         bare_otree = bare.BareOtree(f"{NAME}-bare", f"otree-stack/otree:{project}", f"otree-stack/postgres:{project}",
-                                    BARE_PORT, environment={"OTREE_RENDER_CACHE": "off"}).start()
+                                    BARE_PORT, environment={"OTREE_RENDER_CACHE": "off"})
+        bare_otree.start()
         targets = {"bare": Target("bare", bare_otree.url, bare_otree.rest_key, f"{bare_otree.name}-otree")}
         results = {}
         for cache in ("off", "on"):
@@ -227,6 +233,7 @@ def main():
         if bare_otree:
             bare_otree.stop()
         stop_stack(stack)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

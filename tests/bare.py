@@ -60,12 +60,21 @@ class BareOtree:
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, timeout=180):
-        """Postgres first (healthy), then oTree, answering its login page."""
+        """Postgres first (healthy), then oTree, answering its login page; on any failure
+        everything started is removed again."""
         self.stop()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout):
         docker("network", "create", f"{self.name}-net")
-        env = [argument for key in ("POSTGRES_PASSWORD",) for argument in ("-e", f"{key}={self.environment[key]}")]
         docker("run", "-d", "--name", f"{self.name}-postgres", "--network", f"{self.name}-net",
-               "--network-alias", "postgres", "-e", "POSTGRES_DB=otree", "-e", "POSTGRES_USER=otree", *env,
+               "--network-alias", "postgres", "-e", "POSTGRES_DB=otree", "-e", "POSTGRES_USER=otree",
+               "-e", f"POSTGRES_PASSWORD={self.environment['POSTGRES_PASSWORD']}",
                "--tmpfs", "/run/postgresql:size=16m", "--shm-size", "256m",
                "-v", f"{self.name}-pgdata:/var/lib/postgresql/data", self.postgres_image)
         self._wait(lambda: docker("exec", f"{self.name}-postgres", "pg_isready", "-h", "127.0.0.1", "-U", "otree",
@@ -77,7 +86,6 @@ class BareOtree:
                "-p", f"127.0.0.1:{self.port}:8000", "--tmpfs", "/tmp:size=256m", *env, *mounts,
                self.otree_image, *self.command)
         self._wait(self._answers, timeout, "oTree")
-        return self
 
     def _answers(self):
         try:
@@ -89,9 +97,7 @@ class BareOtree:
         deadline = time.time() + timeout
         while not ready():
             if time.time() > deadline:
-                logs = self.logs()
-                self.stop()
-                raise AssertionError(f"{what} of {self.name} did not start:\n{logs[-5000:]}")
+                raise AssertionError(f"{what} of {self.name} did not start:\n{self.logs()[-5000:]}")
             time.sleep(0.5)
 
     def logs(self):
