@@ -142,7 +142,8 @@ def server(request, postgres_image):
     """One project's image, served by the toggling prodserver."""
     name = request.param
     image = bare.build_otree_image(f"{TEST_STACK}-render-{name}", PROJECTS[name]["folder"])
-    started = bare.BareOtree(f"{TEST_STACK}-render-{name}", image, postgres_image, 19100 + _OFFSET % 1000 + sorted(PROJECTS).index(name),
+    port = 18700 + _OFFSET + sorted(PROJECTS).index(name)
+    started = bare.BareOtree(f"{TEST_STACK}-render-{name}", image, postgres_image, port,
                              command=["python", "/opt/render-cache-test/render_cache_toggle.py", "prodserver",
                                       "0.0.0.0:8000"],
                              mounts=[(TOGGLE, "/opt/render-cache-test/render_cache_toggle.py")])
@@ -156,7 +157,8 @@ def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
     project = PROJECTS[name]
     session = otree.rest("POST", "/api/sessions", json=dict(session_config_name=project["config"],
                                                             num_participants=project["participants"]))
-    codes = [participant["code"] for participant in otree.rest("GET", f"/api/sessions/{session['code']}")["participants"]]
+    details = otree.rest("GET", f"/api/sessions/{session['code']}")
+    codes = [participant["code"] for participant in details["participants"]]
     comparison = Comparison(otree.url)
     play(comparison, project, [f"/InitializeParticipant/{code}" for code in codes])
     assert comparison.pages_seen == project["pages"]
@@ -177,7 +179,8 @@ def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
     assert "Render cache" not in otree.logs()  # the toggle applied it; the image's launcher did not
 
 
-@pytest.mark.parametrize("setting, said", [("on", "Render cache on:"), ("off", "Render cache off (OTREE_RENDER_CACHE=off)")])
+@pytest.mark.parametrize("setting, said", [("on", "Render cache on:"),
+                                           ("off", "Render cache off (OTREE_RENDER_CACHE=off)")])
 @pytest.mark.parametrize("project", sorted(PROJECTS))
 def test_the_bots_pass_with_the_render_cache_on_and_off(project, setting, said):
     image = bare.build_otree_image(f"{TEST_STACK}-render-{project}", PROJECTS[project]["folder"])
