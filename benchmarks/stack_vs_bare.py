@@ -167,12 +167,8 @@ def stack_settings(directory):
 
 
 def set_render_cache(stack, value):
-    study = settings.load(stack.env_path).studies[0]
-    with open(study.env_path, encoding="utf-8") as handle:
-        lines = [line for line in handle if not line.startswith("OTREE_RENDER_CACHE=")]
-    with open(study.env_path, "w", encoding="utf-8") as handle:
-        handle.writelines(lines + [f"OTREE_RENDER_CACHE={value}\n"])
-    invoke(stack.env_path, "up")
+    """As the README says to: checked, written, and oTree recreated with it."""
+    invoke(stack.env_path, "config", "--set", f"OTREE_RENDER_CACHE={value}")
 
 
 def report(rows, label, index, unit):
