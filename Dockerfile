@@ -7,7 +7,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 
-ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# /opt/otree-server/bin first: its `otree` is oTree's command with the stack's render cache
+# (otree_server/render_cache.py, OTREE_RENDER_CACHE), for the server, the bots and every command.
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/otree-server/bin:/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 
 # Requirements first, so that a change to the project's code does not reinstall them.
@@ -29,5 +31,6 @@ EXPOSE 8000
 
 # tini reaps `otree timeoutsubprocess`, which prodserver starts and never waits for.
 ENTRYPOINT ["tini", "--"]
-# One process, as oTree requires; prodserver also starts the page-timeout worker.
+# One process, as oTree requires; prodserver also starts the page-timeout worker. `otree` is
+# /opt/otree-server/bin/otree (see PATH above).
 CMD ["otree", "prodserver", "0.0.0.0:8000"]

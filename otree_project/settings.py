@@ -2,26 +2,30 @@ from os import environ
 
 # The example study: a Prolific study with consent, demographics, a 3-player public goods
 # game, a questionnaire and a redirect back to Prolific with the completion link.
+
+# Prolific shows this link in the study's settings ("completion URL").
+COMPLETION_LINK = 'https://app.prolific.com/submissions/complete?cc=CEXAMPLE'
+
 SESSION_CONFIGS = [
     dict(
         name='prolific_study',
         display_name='Prolific study: public goods game',
         app_sequence=['consent', 'demographics', 'public_goods', 'questionnaire', 'payment'],
         num_demo_participants=3,
-        # Prolific shows this link in the study's settings ("completion URL").
-        completionlink='https://app.prolific.com/submissions/complete?cc=CEXAMPLE',
+        completionlink=COMPLETION_LINK,
         contribute_timeout_seconds=120,
         # A participant alone on the grouping wait page this long goes on without a game.
         grouping_max_wait_seconds=600,
     ),
-    # The study's single-player part alone, without the game: for a pilot of the pages, or
-    # `invoke loadtest --config survey_only` to measure them without wait pages.
+    # The study's single-player part alone, without the game: for a pilot of the pages, or to
+    # measure them without wait pages (`invoke loadtest --config survey_only`,
+    # benchmarks/stack_vs_bare.py).
     dict(
         name='survey_only',
         display_name='Prolific study without the game',
         app_sequence=['consent', 'demographics', 'questionnaire', 'payment'],
         num_demo_participants=1,
-        completionlink='https://app.prolific.com/submissions/complete?cc=CEXAMPLE',
+        completionlink=COMPLETION_LINK,
     ),
 ]
 

@@ -41,6 +41,7 @@ STUDY_DEFAULTS = {
     "OTREE_REST_KEY": "",
     "OTREE_SECRET_KEY": "",
     "OTREE_PROJECT_DIR": "otree_project",
+    "OTREE_RENDER_CACHE": "on",
     "POSTGRES_PASSWORD": "",
     "DOMAIN": "",
     "HTTPS_PORT": "",
