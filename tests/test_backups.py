@@ -13,7 +13,6 @@ import time
 import pytest
 import requests
 
-from stack import envfile
 from tests.helpers import load_env, write_env
 from tests.participants import join, play_together
 
