@@ -416,10 +416,11 @@ def _locked_run(ctx, config, ceiling, seconds, force, active_minutes):
     if not ctx.compose.running("otree"):
         raise StackError(f"The study '{ctx.study.name}' is not running. Start it with `invoke up --study "
                          f"{ctx.study.name}`, then run this again.")
+    # Bad input first: its fix does not depend on who is online.
+    config, multiple = choose_config(_session_configs(ctx), config)
     if not force:
         deploy.refuse_while_active(ctx, active_minutes, "a load test would slow their pages down. Nothing was "
                                    "started. Run it when they have finished, or add --force.")
-    config, multiple = choose_config(_session_configs(ctx), config)
     plan = steps(ceiling, multiple)
     image = _build_image(ctx)
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -118,4 +118,5 @@ def test_a_one_study_server_upgrades_in_place_with_the_same_data_certificate_pas
     assert study.postgres_volume == f"{NAME}_postgres-data"
     old_containers = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
                                      f"label=com.docker.compose.project={NAME}"], capture_output=True, text=True)
-    assert sorted(old_containers.stdout.split()) == [f"{NAME}-certbot-1", f"{NAME}-nginx-1"]
+    # Only the proxy's services are left in the old Compose project's name.
+    assert sorted(old_containers.stdout.split()) == [f"{NAME}-certbot-1", f"{NAME}-monitor-1", f"{NAME}-nginx-1"]
