@@ -109,14 +109,14 @@ def warnings(study, figures, share, cpu_limit):
 def report(ctx, monitor):
     """Print a study's load lines (and warnings); `monitor` is monitor_report()'s answer."""
     study = ctx.study.name
-    figures = (monitor or {}).get("studies", {}).get(study)
+    if monitor is None:
+        info("load      unknown: the monitor service does not answer (`invoke up` starts it)")
+        return
+    figures = monitor.get("studies", {}).get(study)
     samples = []
     if ctx.compose.running("otree"):
         samples = parse_cpu_samples(ctx.compose.run("exec", "-T", "otree", "cat", "/tmp/cpu-samples",
                                                     capture=True, check=False).stdout or "")
-    if monitor is None:
-        info("load      unknown: the monitor service does not answer (`invoke up` starts it)")
-        return
     empty = {"requests_per_minute": 0.0, "p50": None, "p95": None, "errors": 0, "participants": 0}
     shares = {}
     for minutes in WINDOWS:
