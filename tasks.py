@@ -13,7 +13,7 @@ from stack import backups as backups_module, base_image, commands, context, down
 from stack import migrate as migrate_module, resetdb as resetdb_module, restore as restore_module
 from stack import settings, status as status_module, study as study_module, testing, up as up_module
 from stack import deploy as deploy_module, maintenance as maintenance_module, releases as releases_module
-from stack import config as config_module, loadtest as loadtest_module, remote, rollback as rollback_module, servers as servers_module, ssh
+from stack import config as config_module, loadtest as loadtest_module, prolific as prolific_module, remote, rollback as rollback_module, servers as servers_module, ssh
 from stack.console import StackError
 
 STUDY_HELP = "The study to act on (`invoke studies`); may be left out while the server has only one."
@@ -324,6 +324,20 @@ def loadtest(c, study=None, config=None, participants=160, duration=30, force=Fa
     """How many participants this server serves: plays the project's bots over HTTPS through nginx with Locust,
     more at once each step, until p95 passes 1 s or errors appear; report in loadtests/<time>/. Its sessions are deleted."""
     loadtest_module.run(study=study, config=config, participants=participants, duration=duration, force=force)
+
+
+@task(positional=["action"],
+      help={"action": "link, bonuses, report or blocklist", "on": ON_HELP, "study": STUDY_HELP,
+            "room": "link: the room participants enter (the project's ROOMS).",
+            "config": "link: check this session config's completionlink (default: the session in the room).",
+            "session": "bonuses, report: the session's code (the admin's Sessions page).",
+            "output": "bonuses, report, blocklist: the file to write (default: in exports/STUDY/); never overwritten."})
+@_friendly
+@_on_server
+def prolific(c, action, study=None, room=None, config=None, session=None, output=None, on=None):
+    """Prolific from your own data: `link --room R` (the study URL, checked), `bonuses --session CODE` (the bulk
+    bonus CSV), `report --session CODE` (who finished, who is stuck where), `blocklist` (everyone so far)."""
+    prolific_module.run(action, study=study, room=room, config=config, session=session, output=output)
 
 
 @task(help={"unit": "Only the pure-logic tests: seconds, no Docker engine and no Chromium."})
