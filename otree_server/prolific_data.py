@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import sys
+from decimal import Decimal
 
 USER_ERROR = 2
 
@@ -92,9 +93,10 @@ def session(code):
             "started": started_text(participant.time_started_utc),
             "on_page_since": utc_text(participant._last_page_timestamp),
             "last_request": utc_text(participant._last_request_timestamp),
-            "payoff": str(participant.payoff),
+            # Plain numbers: str() of oTree's currencies adds the unit ('130 points', '£1.30').
+            "payoff": str(Decimal(participant.payoff)),
             # In the real-world currency, rounded as oTree rounds it (REAL_WORLD_CURRENCY_DECIMAL_PLACES).
-            "bonus": str(participant.payoff_in_real_world_currency()),
+            "bonus": str(Decimal(participant.payoff_in_real_world_currency())),
             "page_times": times.get(participant.code, []),
         })
     earlier = {}

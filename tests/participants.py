@@ -24,7 +24,8 @@ class Participant:
     """One participant's browser: GET the page, POST its form, reload wait pages until they move on.
     Keeps each page it completed as (participant code, page index, page name), as PageTimes has it."""
 
-    def __init__(self, start_url, think_seconds=0.0, log=None):
+    def __init__(self, start_url, think_seconds=0.0, log=None, answers=None):
+        self.answers = {**FORMS, **(answers or {})}  # e.g. {"Consent": {"consent": "False"}}
         self.http = requests.Session()
         self.http.verify = False
         self.http.trust_env = False
@@ -62,7 +63,7 @@ class Participant:
                 self._follow(self._request("GET", self.url))
         else:
             time.sleep(self.think_seconds)
-            self._follow(self._request("POST", self.url, data=FORMS[self.page_name]))
+            self._follow(self._request("POST", self.url, data=self.answers[self.page_name]))
             assert self.url != before, f"the form on {before} was refused"
 
     def play_until(self, page_name=LAST_PAGE):
