@@ -331,13 +331,16 @@ def loadtest(c, study=None, config=None, participants=160, duration=30, force=Fa
             "room": "link: the room participants enter (the project's ROOMS).",
             "config": "link: check this session config's completionlink (default: the session in the room).",
             "session": "bonuses, report: the session's code (the admin's Sessions page).",
-            "output": "bonuses, report, blocklist: the file to write (default: in exports/STUDY/); never overwritten."})
+            "output": "bonuses, report, blocklist: the file to write (default: in exports/STUDY/, or with --on in "
+                      "downloads/SERVER/ on this laptop); never overwritten."})
 @_friendly
-@_on_server
 def prolific(c, action, study=None, room=None, config=None, session=None, output=None, on=None):
     """Prolific from your own data: `link --room R` (the study URL, checked), `bonuses --session CODE` (the bulk
     bonus CSV), `report --session CODE` (who finished, who is stuck where), `blocklist` (everyone so far)."""
-    prolific_module.run(action, study=study, room=room, config=config, session=session, output=output)
+    if on:
+        remote.prolific(on, action, study=study, room=room, config=config, session=session, output=output)
+    else:
+        prolific_module.run(action, study=study, room=room, config=config, session=session, output=output)
 
 
 @task(help={"unit": "Only the pure-logic tests: seconds, no Docker engine and no Chromium."})

@@ -40,13 +40,12 @@ def rooms():
     from otree.session import SESSION_CONFIGS_DICT
 
     in_rooms = {row.room_name: row.session for row in RoomToSession.objects_filter()}
-    return {
-        "rooms": {name: (lambda session: {
-            "session": session.code, "config": session.config.get("name"),
-            "completionlink": session.config.get("completionlink"),
-        } if session else None)(in_rooms.get(name)) for name in ROOM_DICT},
-        "configs": {name: config.get("completionlink") for name, config in SESSION_CONFIGS_DICT.items()},
-    }
+
+    def described(session):
+        return session and {"session": session.code, "config": session.config.get("name"),
+                            "completionlink": session.config.get("completionlink")}
+    return {"rooms": {name: described(in_rooms.get(name)) for name in ROOM_DICT},
+            "configs": {name: config.get("completionlink") for name, config in SESSION_CONFIGS_DICT.items()}}
 
 
 def page_times(session_code):

@@ -110,15 +110,14 @@ def completion_link_problem(link):
 
 
 def bonuses(ctx, code, output):
-    path = _output_path(output, ctx, f"prolific-bonuses-{code}.csv",
-                        hint=": you may have paid these bonuses already, and pasting them twice pays twice")
+    path = output_path(output, os.path.join(DEFAULT_FOLDER, ctx.study.name), "bonuses", code)
     data = _ask(ctx, "session", code)
     lines, left_out, duplicates = bonus_lines(data["participants"])
     refusal = bonus_refusal(data, lines)
     _show_left_out(left_out, duplicates)
     if refusal:
         raise StackError(refusal + " Nothing was written.")
-    _write_new(path, "".join(f"{label},{amount}\n" for label, amount in lines))
+    write_new(path, "".join(f"{label},{amount}\n" for label, amount in lines))
     total = sum(Decimal(amount) for _, amount in lines)
     currency = data["session"]["currency"] or "your REAL_WORLD_CURRENCY_CODE"
     step(f"Wrote {len(lines)} bonus line(s), {total:.2f} {currency} in all, to {_shown(path)}")
@@ -129,7 +128,7 @@ def bonuses(ctx, code, output):
 
 
 def report(ctx, code, output):
-    path = _output_path(output, ctx, f"prolific-report-{code}-{_now_stamp()}.csv")
+    path = output_path(output, os.path.join(DEFAULT_FOLDER, ctx.study.name), "report", code)
     try:
         pagetimes.flush(ctx.compose)  # the server holds its newest page times in memory
     except StackError:
@@ -140,7 +139,7 @@ def report(ctx, code, output):
     rows = report_rows(data)
     if not rows:
         raise StackError(f"Nobody has started session {code} yet, so there is nothing to report. Nothing was written.")
-    _write_new(path, report_csv(rows))
+    write_new(path, report_csv(rows))
     print(report_table(rows), flush=True)
     totals = report_totals(rows)
     step(f"Session {code}: {totals['started']} started, {totals['finished']} finished, {totals['stuck']} stuck; "
@@ -155,13 +154,13 @@ def report(ctx, code, output):
 
 
 def blocklist(ctx, output):
-    path = _output_path(output, ctx, f"prolific-blocklist-{_now_stamp()}.txt")
+    path = output_path(output, os.path.join(DEFAULT_FOLDER, ctx.study.name), "blocklist")
     labels = [row["label"] for row in _ask(ctx, "labels")["participants"]]
     ids, skipped = blocklist_ids(labels)
     if not ids:
         raise StackError(f"No participant of the study '{ctx.study.name}' has a Prolific ID as label yet "
                          f"({skipped} without one), so there is nothing to block. Nothing was written.")
-    _write_new(path, "".join(f"{prolific_id}\n" for prolific_id in ids))
+    write_new(path, "".join(f"{prolific_id}\n" for prolific_id in ids))
     step(f"Wrote {len(ids)} Prolific ID(s), everyone who took part in the study '{ctx.study.name}' so far, "
          f"to {_shown(path)}")
     if skipped:
@@ -320,19 +319,26 @@ def _parse(text):
 
 # --- Files and the container ---------------------------------------------------------------------
 
-def _now_stamp():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+def default_name(action, session=None):
+    """Bonuses have one name per session, so a second bonus file for it is refused; reports and
+    blocklists are dated, as they change while a study runs."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    return {"bonuses": f"prolific-bonuses-{session}.csv", "report": f"prolific-report-{session}-{stamp}.csv",
+            "blocklist": f"prolific-blocklist-{stamp}.txt"}[action]
 
 
-def _output_path(output, ctx, default_name, hint=""):
-    path = os.path.abspath(os.path.expanduser(output or os.path.join(DEFAULT_FOLDER, ctx.study.name, default_name)))
+def output_path(output, folder, action, session=None):
+    """--output, or the default name in folder; refused when the file exists (before anything is read)."""
+    path = os.path.abspath(os.path.expanduser(output or os.path.join(folder, default_name(action, session))))
     if os.path.exists(path):
+        hint = ": you may have paid these bonuses already, and pasting them twice pays twice" \
+            if action == "bonuses" else ""
         raise StackError(f"{_shown(path)} already exists and is never overwritten{hint}. Name a new file with "
                          "--output FILE, or move the old one away. Nothing was written.")
     return path
 
 
-def _write_new(path, text):
+def write_new(path, text):
     """Create the file, refusing to replace one; readable by this user only (participants' IDs)."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -210,3 +210,32 @@ def download_backup(name, study=None, output=None):
         manifest = json.load(handle)
     _check(folder, {manifest["dump"]["file"]: manifest["dump"]["sha256"]})
     step(f"Backup {backup_id} is on this laptop: {folder} (its dump matches the sha256 in manifest.json)")
+
+
+def prolific(name, action, study=None, room=None, config=None, session=None, output=None):
+    """`invoke prolific ACTION --on NAME`: run it on the server, then bring the file it wrote to
+    this laptop (downloads/SERVER/ unless --output; never overwritten) and remove the server's copy."""
+    from . import prolific as prolific_module
+
+    server = servers.get(name)
+    options = {"action": action, "study": study, "room": room, "config": config, "session": session}
+    if action not in prolific_module.ACTIONS or action == "link":  # nothing to bring back
+        code, _ = ssh.run(server, ssh.invoke_args(server, *ssh.task_args("prolific", options)))
+        if code:
+            raise StackError(f"`invoke prolific {action}` on '{name}' failed (the reason is above).")
+        return
+    destination = prolific_module.output_path(output, os.path.join(DOWNLOADS, name), action, session)
+    scratch = f"exports/.for-laptop-{secrets.token_hex(4)}"
+    try:
+        code, _ = ssh.run(server, ssh.invoke_args(server, *ssh.task_args(
+            "prolific", {**options, "output": f"{scratch}/{os.path.basename(destination)}"})))
+        if code:
+            raise StackError(f"`invoke prolific {action}` on '{name}' failed (the reason is above); nothing was "
+                             "written here.")
+        code, text = ssh.run(server, f"{ssh.enter_stack(server)}; exec cat {shlex.quote(scratch)}/*", capture=True)
+        if code:
+            raise StackError(f"The file did not come back from '{name}'; nothing was written here. Run it again.")
+    finally:
+        ssh.run(server, f"{ssh.enter_stack(server)}; rm -rf {shlex.quote(scratch)}")
+    prolific_module.write_new(destination, text)
+    step(f"Brought to this laptop: {destination} (the server kept no copy)")

@@ -7,6 +7,7 @@ old images are pruned; the fault cases each get their message while the study ke
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -426,6 +427,20 @@ def test_exports_and_backups_come_to_the_laptop_checked(world, tmp_path):
     assert "matches the sha256 in manifest.json" in downloaded.stdout
     (backup,) = list((tmp_path / "backups").iterdir())
     assert (backup / "otree.dump").stat().st_size > 0
+
+    # Prolific's bonus file, made on the server from its data, comes to the laptop; never twice.
+    session = new_session(host)
+    ids = [secrets.token_hex(12) for _ in range(3)]
+    play_together([Participant(f"{session['session_wide_url']}?participant_label={pid}") for pid in ids])
+    bonuses = tmp_path / "bonuses.csv"
+    fetched = laptop.invoke("prolific", "bonuses", "--on", SERVER, "--session", session["code"],
+                            "--output", str(bonuses))
+    assert "Brought to this laptop" in fetched.stdout
+    assert bonuses.read_text() == "".join(f"{pid},1.10\n" for pid in ids)  # 100 - 10 + 2 * 30 / 3 points
+    assert not list((host.stack / "exports").glob(".for-laptop-*"))
+    again = laptop.invoke("prolific", "bonuses", "--on", SERVER, "--session", session["code"],
+                          "--output", str(bonuses), check=False)
+    assert again.returncode == 1 and "never overwritten" in again.stderr
 
 
 

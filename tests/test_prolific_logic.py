@@ -1,7 +1,6 @@
 """`invoke prolific`'s rules, without Docker: completion links, who gets a bonus and why not,
 the report's rows, the blocklist, and files that are never overwritten."""
 import os
-import types
 
 import pytest
 
@@ -121,17 +120,18 @@ def test_the_blocklist_has_each_prolific_id_once_in_the_order_they_came():
     assert ids == [ID[3], ID[1]] and skipped == 3
 
 
-def test_files_are_never_overwritten(tmp_path):
-    ctx = types.SimpleNamespace(study=types.SimpleNamespace(name="lab"))
-    existing = tmp_path / "bonuses.csv"
+def test_files_are_never_overwritten_and_a_bonus_file_has_one_name_per_session(tmp_path):
+    existing = tmp_path / "prolific-bonuses-abc123.csv"
     existing.write_text("before\n")
-    with pytest.raises(StackError, match="already exists and is never overwritten"):
-        prolific._output_path(str(existing), ctx, "unused.csv")
+    with pytest.raises(StackError, match="already exists and is never overwritten: you may have paid"):
+        prolific.output_path(None, str(tmp_path), "bonuses", "abc123")
     with pytest.raises(StackError, match="already exists"):
-        prolific._write_new(str(existing), "after\n")
+        prolific.write_new(str(existing), "after\n")
     assert existing.read_text() == "before\n"
+    assert prolific.output_path(None, str(tmp_path), "report", "abc123") != \
+        prolific.output_path(None, str(tmp_path), "bonuses", "xyz789")
     fresh = tmp_path / "sub" / "new.csv"
-    prolific._write_new(str(fresh), "a,1.00\n")
+    prolific.write_new(str(fresh), "a,1.00\n")
     assert fresh.read_text() == "a,1.00\n" and oct(os.stat(fresh).st_mode & 0o777) == "0o600"
 
 
