@@ -165,7 +165,7 @@ def blocklist(ctx, output):
          f"to {_shown(path)}")
     if skipped:
         info(f"{skipped} participant(s) without a Prolific ID as label (lab or test participants) are not in it.")
-    info("In Prolific, paste them into the new study's custom blocklist (Audience, screeners: custom blocklist).")
+    info("In Prolific, paste them into your next study's custom blocklist (a screener of its audience).")
     return path
 
 
