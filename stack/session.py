@@ -49,6 +49,15 @@ def session_size(places, spare, multiple):
     return -(-wanted // multiple) * multiple
 
 
+def size_reason(places, spare, multiple, size):
+    exact = decimal.Decimal(places) * spare
+    if size == exact:
+        return f"{places} x {spare}"
+    whole = math.ceil(exact)
+    groups = f" to whole groups of {multiple}" if size != whole else ""
+    return f"{places} x {spare} = {exact.normalize():f}, rounded up{groups}"
+
+
 def study_url(address, room):
     """The study URL for Prolific, on the study's address (ending in /)."""
     return f"{address}room/{room}?{PROLIFIC_PARAMETERS}"
@@ -122,9 +131,8 @@ def _create(ctx, room, config, places, spare):
     created = _in_container(ctx, "create", room, config, str(size))
     if "code" not in created:
         raise StackError(f"oTree refused to create the session: {created.get('error', created)}")
-    groups = f", rounded up to whole groups of {multiple}" if multiple > 1 else ""
     info(f"Session {created['code']}: {size} participants for {places} Prolific places "
-         f"({places} x {spare}{groups}).")
+         f"({size_reason(places, spare, multiple, size)}).")
     if facts["rooms"][room]["labels_file"]:
         warn(f"The room '{room}' has a participant_label_file: oTree admits only the labels listed there, and a "
              "Prolific ID is the label. Remove participant_label_file from the room, or list the IDs in it.")

@@ -24,6 +24,16 @@ def test_the_session_has_spare_places_in_whole_groups():
     assert session.session_size(10, session.spare_factor(session.DEFAULT_SPARE), 4) == 16
 
 
+def test_the_size_is_explained():
+    def reason(places, spare, multiple):
+        factor = session.spare_factor(spare)
+        return session.size_reason(places, factor, multiple, session.session_size(places, factor, multiple))
+    assert reason(10, "1.5", 3) == "10 x 1.5"
+    assert reason(11, "1.5", 1) == "11 x 1.5 = 16.5, rounded up"
+    assert reason(10, "1.1", 3) == "10 x 1.1 = 11, rounded up to whole groups of 3"
+    assert reason(10, "1.25", 3) == "10 x 1.25 = 12.5, rounded up to whole groups of 3"  # 13, then 15
+
+
 @pytest.mark.parametrize("places", ["0", "-3", "2.5", "ten", "", " ", "1e3"])
 def test_places_must_be_a_positive_whole_number(places):
     with pytest.raises(StackError, match="--places must be a whole number above 0.*Nothing was created"):
