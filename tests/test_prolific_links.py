@@ -95,6 +95,19 @@ def test_a_malformed_prolific_id_gets_a_page_saying_so_and_enters_no_one(stack):
     assert entered(stack, session["code"]) == []
 
 
+def test_during_maintenance_a_prolific_link_gets_the_maintenance_page_and_works_after(stack):
+    link = f"{stack.https}/room/prolific?{prolific_query(prolific_id())}"
+    stack.invoke("maintenance", "on")
+    try:
+        # The page reloads the same address, so the participant enters once the study is back.
+        for query in (link, link.replace("PROLIFIC_PID=", "PROLIFIC_PID=x")):
+            response = browser().get(query, allow_redirects=False)
+            assert response.status_code == 503 and "One moment, please" in response.text
+    finally:
+        stack.invoke("maintenance", "off")
+    assert browser().get(link, allow_redirects=False).status_code == 302
+
+
 def close_room(stack, room):
     """What the admin's "Close this room" does: the room lets go of its session, which stays."""
     stack.sql(f"DELETE FROM otree_roomtosession WHERE room_name = '{room}'")
