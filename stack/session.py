@@ -50,6 +50,7 @@ def session_size(places, spare, multiple):
 
 
 def size_reason(places, spare, multiple, size):
+    """How the size came about, for the researcher: rounding named only when there was some."""
     exact = decimal.Decimal(places) * spare
     if size == exact:
         return f"{places} x {spare}"
@@ -130,13 +131,13 @@ def _create(ctx, room, config, places, spare):
     step(f"Creating a session of '{config}' in the room '{room}' of the study '{ctx.study.name}'")
     created = _in_container(ctx, "create", room, config, str(size))
     if "code" not in created:
-        raise StackError(f"oTree refused to create the session: {created.get('error', created)}")
+        raise StackError(f"oTree refused to create the session, so nothing was created: {created.get('error', created)}")
     info(f"Session {created['code']}: {size} participants for {places} Prolific places "
          f"({size_reason(places, spare, multiple, size)}).")
     if facts["rooms"][room]["labels_file"]:
         warn(f"The room '{room}' has a participant_label_file: oTree admits only the labels listed there, and a "
              "Prolific ID is the label. Remove participant_label_file from the room, or list the IDs in it.")
-    info("Study URL to paste into Prolific (study link, with URL parameters for the Prolific ID):")
+    info("Study URL to paste into Prolific (its study link; record Prolific IDs by URL parameters):")
     url = study_url(ctx.study.url(), room)
     info(url)
     return {"code": created["code"], "size": size, "url": url}
