@@ -14,6 +14,7 @@ from stack import migrate as migrate_module, resetdb as resetdb_module, restore 
 from stack import settings, status as status_module, study as study_module, testing, up as up_module
 from stack import deploy as deploy_module, maintenance as maintenance_module, releases as releases_module
 from stack import config as config_module, loadtest as loadtest_module, prolific as prolific_module, remote, rollback as rollback_module, servers as servers_module, ssh
+from stack import session as session_module
 from stack.console import StackError
 
 STUDY_HELP = "The study to act on (`invoke studies`); may be left out while the server has only one."
@@ -123,6 +124,24 @@ def study(c, action, name, project=None, domain=None, port=None, confirm=None):
         study_module.remove(name, confirm=confirm)
     else:
         raise StackError(f"There is no study action {action!r}: use add or remove (`invoke studies` lists them).")
+
+
+@task(positional=["action"],
+      help={"action": "create", "on": ON_HELP, "study": STUDY_HELP,
+            "room": "The room the session goes in (the project's ROOMS); participants enter by its link.",
+            "config": "The session config (the project's SESSION_CONFIGS).",
+            "places": "Your Prolific study's places: how many participants you recruit.",
+            "spare": "Participants per place (default 1.5): spare places for returned and timed-out participants, "
+                     "whose places Prolific gives to someone new. 1 for none."})
+@_friendly
+@_on_server
+def session(c, action, room=None, config=None, places=None, spare=None, study=None, on=None):
+    """Create a room's session with spare places, and print the study URL for Prolific:
+    invoke session create --room R --config C --places P [--spare 1.5]"""
+    if action != "create":
+        raise StackError(f"There is no session action {action!r}: use create, e.g. "
+                         "invoke session create --room prolific --config prolific_study --places 100")
+    session_module.run_create(study=study, room=room, config=config, places=places, spare=spare)
 
 
 @task(help={"on": ON_HELP})

@@ -41,7 +41,9 @@ REAL_WORLD_CURRENCY_CODE = 'GBP'
 USE_POINTS = True
 
 ROOMS = [
-    # Prolific study URL: https://<your server>/room/prolific?participant_label={{%PROLIFIC_PID%}}
+    # Prolific study URL (`invoke session create` prints it): https://<your server>/room/prolific?
+    # PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}
+    # (nginx makes the Prolific ID the participant label).
     dict(name='prolific', display_name='Prolific study'),
 ]
 

@@ -113,3 +113,13 @@ def test_a_study_outside_study_ports_is_refused(tmp_path):
     found = validate.settings_problems(make(tmp_path, {"first": {}, "b": {"HTTPS_PORT": "9000"}}))
     assert any("HTTPS_PORT 9000 is neither the server's HTTPS_PORT (443) nor in its STUDY_PORTS" in problem
                for problem in found), found
+
+
+def test_the_participant_links_location_keeps_the_maintenance_page(tmp_path):
+    """nginx drops the server's error_page lines in a location that has any of its own: the
+    location of room and session links (a malformed Prolific ID's page) repeats the maintenance page's."""
+    servers = proxy.render(make(tmp_path, {"first": {}}))["studies.conf"]
+    start = servers.index("location ~ ^/(room|join)/ {")
+    links = servers[start:servers.index("\n    }\n", start)]
+    assert "error_page 400 @prolific_link_invalid;" in links
+    assert "error_page 502 503 504 =503 @maintenance;" in links

@@ -1,4 +1,8 @@
 """The example study, played by three participants in real browsers through nginx over HTTPS."""
+import csv
+import glob
+import os
+
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -62,12 +66,15 @@ def finish(page):
     page.wait_for_url(COMPLETION_LINK)
 
 
-def test_three_prolific_participants_play_the_study_through_the_room(stack, browser):
+def test_three_prolific_participants_play_the_study_through_the_room(stack, browser, tmp_path):
     session = stack.create_session(3, room="prolific")
-    labels = ["PROLIFIC_A1", "PROLIFIC_B2", "PROLIFIC_C3"]
+    # Prolific IDs as Prolific makes them (24 hex characters), in its default study URL.
+    labels = ["5f8a3c2e9b1d4e6f7a8b9c0d", "60b1e2d3c4f5a6978899aabb", "63e4f5a6b7c8d9e0f1a2b3c4"]
+    prolific_study, prolific_session = "65a1b2c3d4e5f60718293a4b", "66b2c3d4e5f60718293a4b5c"
     pages = [participant(browser) for _ in labels]
     for page, label in zip(pages, labels):
-        play_until_grouping(page, f"{stack.https}/room/prolific?participant_label={label}")
+        play_until_grouping(page, f"{stack.https}/room/prolific?PROLIFIC_PID={label}&STUDY_ID={prolific_study}"
+                                  f"&SESSION_ID={prolific_session}")
     # The first two wait on the grouping page until the third arrives: only the websocket,
     # through nginx, tells their browsers to move on.
     for page, amount in zip(pages, (10, 20, 30)):
@@ -86,6 +93,11 @@ def test_three_prolific_participants_play_the_study_through_the_room(stack, brow
     assert [(label, pid) for label, pid, *_ in rows] == [(label, label) for label in labels]
     assert [(float(c), float(pay)) for _, _, c, pay, _ in rows] == [(10, 130), (20, 120), (30, 110)]
     assert {timed_out for *_, timed_out in rows} == {"f"}
+    stack.invoke("export-data", "--session", session["code"], "--output", str(tmp_path))
+    [wide] = glob.glob(os.path.join(tmp_path, "*", "all_apps_wide_*.csv"))
+    with open(wide, encoding="utf-8", newline="") as handle:
+        exported = sorted(row["participant.label"] for row in csv.DictReader(handle))
+    assert exported == labels
 
 
 def test_a_page_timeout_fires_for_a_participant_who_left(stack, browser):
