@@ -15,7 +15,7 @@ import re
 import subprocess
 from decimal import ROUND_HALF_UP, Decimal
 
-from . import context, pagetimes
+from . import context, pagetimes, session as session_module
 from .console import StackError, info, step, warn
 from .envfile import REPO_ROOT
 
@@ -54,13 +54,6 @@ def run(action, study=None, room=None, config=None, session=None, output=None):
 
 # --- The commands --------------------------------------------------------------------------------
 
-def study_url(base_url, room):
-    """The URL to paste into Prolific: Prolific replaces the {{%...%}} parts for each participant,
-    and the proxy makes PROLIFIC_PID the participant label (nginx/study-server.conf.template)."""
-    return (f"{base_url.rstrip('/')}/room/{room}"
-            "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}")
-
-
 def link(ctx, room, config):
     found = _ask(ctx, "rooms")
     if room not in found["rooms"]:
@@ -77,7 +70,7 @@ def link(ctx, room, config):
     else:
         checked = what = None
     step(f"The study URL to paste into Prolific (study '{ctx.study.name}', room '{room}'):")
-    print(study_url(ctx.https_url(), room), flush=True)
+    print(session_module.study_url(ctx.https_url(), room), flush=True)
     if in_room:
         info(f"The room holds session {in_room['session']} (config '{in_room['config']}').")
     else:

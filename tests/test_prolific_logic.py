@@ -45,12 +45,6 @@ def test_a_completion_link_of_another_form_is_named_with_the_fix(link, problem):
         assert problem in found and "completionlink='https://app.prolific.com/submissions/complete?cc=" in found
 
 
-def test_the_study_url_carries_prolifics_own_parameters():
-    assert prolific.study_url("https://lab.example.edu:8444/", "prolific") == (
-        "https://lab.example.edu:8444/room/prolific"
-        "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}")
-
-
 def test_bonus_lines_pay_finished_prolific_ids_and_say_why_the_others_are_left_out():
     participants = [
         person(1, ID[1], bonus="1.10"),
