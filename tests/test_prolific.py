@@ -132,9 +132,24 @@ def test_bad_input_gets_a_clear_message_and_writes_nothing(stack, played, tmp_pa
         assert not output.exists()
 
 
-def test_the_link_is_prolifics_study_url_and_a_placeholder_code_is_warned_of(stack):
-    result = prolific(stack, "link", "--room", "prolific", "--config", "survey_only")
-    assert f"{stack.https}/room/prolific?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}" \
-           f"&SESSION_ID={{{{%SESSION_ID%}}}}" in result.stdout
-    # The example's completion code is a placeholder: the fix is named.
-    assert "the completion code 'CEXAMPLE' is a placeholder" in result.stderr.replace("\n", " ")
+def test_the_link_checks_the_rooms_session_or_says_there_is_none(stack):
+    url = (f"{stack.https}/room/prolific?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}"
+           f"&SESSION_ID={{{{%SESSION_ID%}}}}")
+    stack.sql("DELETE FROM otree_roomtosession WHERE room_name = 'prolific'")  # the admin's "Close this room"
+    empty = prolific(stack, "link", "--room", "prolific")
+    assert url in empty.stdout
+    assert "The room 'prolific' has no session yet" in empty.stderr and "invoke session create --room prolific" \
+        in empty.stderr
+
+    # The session in the room is checked with its own config: here a real-looking code, no warning.
+    real = "https://app.prolific.com/submissions/complete?cc=C7Q2M4XZ"
+    session = stack.create_session(3, room="prolific", completionlink=real)
+    held = prolific(stack, "link", "--room", "prolific")
+    assert f"The room holds session {session['code']}" in held.stdout
+    assert f"Completion link of the session {session['code']} in the room: {real}" in held.stdout
+    assert "warning" not in held.stderr
+
+    # A config named is checked instead; the example's code is a placeholder, and the fix is named.
+    placeholder = prolific(stack, "link", "--room", "prolific", "--config", "survey_only")
+    assert url in placeholder.stdout
+    assert "the completion code 'CEXAMPLE' is a placeholder" in placeholder.stderr.replace("\n", " ")
