@@ -98,7 +98,7 @@ def worker(browser):
     certificate is self-signed, and the MTurk sites' CA would otherwise have to go into an NSS
     database of Chromium's profile. The frame-ancestors check depends only on the origins."""
     context = browser.new_context(ignore_https_errors=True)
-    # The script of MTurk's form elements that oTree's HIT template loads is not reachable here.
+    # The script of MTurk's form elements, which the example's HIT text loads, is not reachable here.
     context.route("https://assets.crowd.aws/**", lambda route: route.fulfill(body="", content_type="text/javascript"))
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
