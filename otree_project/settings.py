@@ -27,6 +27,24 @@ SESSION_CONFIGS = [
         num_demo_participants=1,
         completionlink=COMPLETION_LINK,
     ),
+    # The survey as an MTurk HIT (README "Running a study on MTurk"): create the session "For
+    # MTurk" in the admin. MTurk pays in USD only: set REAL_WORLD_CURRENCY_CODE = 'USD' first.
+    dict(
+        name='mturk_survey',
+        display_name='MTurk HIT: the survey without the game',
+        app_sequence=['consent', 'demographics', 'questionnaire', 'payment'],
+        num_demo_participants=1,
+        mturk_hit_settings=dict(
+            keywords=['survey', 'academic study'],
+            title='A 5-minute academic survey',
+            description='A few questions about you and a short questionnaire, for a university study.',
+            frame_height=500,
+            template='global/mturk_template.html',
+            minutes_allotted_per_assignment=30,
+            expiration_hours=7 * 24,
+            qualification_requirements=[],
+        ),
+    ),
 ]
 
 SESSION_CONFIG_DEFAULTS = dict(

@@ -367,7 +367,7 @@ def test_unknown_host_names_get_no_answer_with_a_domain(stack, tmp_path):
 
 
 def test_participant_pages_may_be_framed_by_mturk_and_admin_pages_by_nobody(stack):
-    mturk = "frame-ancestors 'self' https://*.mturk.com"
+    mturk = "frame-ancestors 'self' https://worker.mturk.com https://workersandbox.mturk.com"
     room = requests.get(stack.https + "/room/prolific", verify=False, timeout=30)
     assert room.status_code == 200 and room.headers["Content-Security-Policy"] == mturk
     code = stack.create_session(3)["code"]

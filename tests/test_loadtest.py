@@ -108,7 +108,7 @@ def test_bad_input_is_refused_before_anything_is_created(stack):
     for args, message in [(["--participants", "0"], "--participants must be a whole number above 0"),
                           (["--duration", "-5"], "--duration must be a whole number above 0"),
                           (["--config", "nope"], "There is no session config 'nope'. The project has: "
-                                                 "prolific_study, survey_only")]:
+                                                 "prolific_study, survey_only, mturk_survey")]:
         result = stack.invoke("loadtest", *args, check=False)
         assert result.returncode == 1 and message in result.stderr, result.stderr
     assert session_codes(stack) == before
