@@ -142,13 +142,14 @@ def main(argv):
     from otree.main import setup
 
     setup()
+    # The same read-only snapshot as export_data.py's (each script is sent alone on stdin).
     db.new_session()
     connection = db._db
     try:
         if engine.dialect.name == "postgresql":
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         with connection.no_autoflush:  # reading participant.vars marks them changed; never write
-            result = {"rooms": rooms, "labels": labels}[argv[0]]() if argv[0] != "session" else session(argv[1])
+            result = session(argv[1]) if argv[0] == "session" else {"rooms": rooms, "labels": labels}[argv[0]]()
     finally:
         db.rollback()
         db.close()
