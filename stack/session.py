@@ -96,7 +96,7 @@ def _in_container(ctx, *args):
     try:
         return json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise StackError(f"The oTree of the study '{ctx.study.name}' did not answer ({result.stderr.strip()[-1500:]}). "
+        raise StackError(f"The oTree of the study '{ctx.study.name}' did not answer (its messages are above). "
                          "Check that it is healthy (`invoke status`, `invoke logs --service otree`). Nothing was "
                          "created.") from None
 
