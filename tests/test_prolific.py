@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import secrets
+import time
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -95,6 +96,26 @@ def test_the_report_shows_who_finished_and_who_is_stuck_where(stack, played, tmp
     bonuses = sum(Decimal(by_id[pid]["bonus"]) for pid in played["ids"][:3])
     assert f"6 started, 5 finished, 1 stuck; bonuses of finished participants {bonuses:.2f} GBP" in result.stdout
     assert played["ids"][4] in result.stdout and "demographics/Demographics" in result.stdout  # the table
+
+
+def test_the_report_names_a_page_that_timed_out(stack, tmp_path):
+    """A participant who stops answering on the contribution page: oTree's timeout worker submits
+    it for them, and the report says so from oTree's own page-time log."""
+    session = stack.create_session(3, contribute_timeout_seconds=2)
+    ids = [secrets.token_hex(12) for _ in range(3)]
+    players = [Participant(f"{session['session_wide_url']}?participant_label={pid}") for pid in ids]
+    play_together(players, page_name="Contribute")
+    for player in players[:2]:
+        player.step()
+    gone, deadline = players[2], time.time() + 60
+    while gone.page_name == "Contribute":  # its reloads, until the timeout moved it on
+        assert time.time() < deadline, "the contribution page never timed out"
+        time.sleep(0.5)
+        gone._follow(gone._request("GET", gone.url))
+    prolific(stack, "report", "--session", session["code"], "--output", str(tmp_path / "report.csv"))
+    with open(tmp_path / "report.csv", encoding="utf-8") as handle:
+        timed_out = {row["prolific_id"]: row["timed_out_pages"] for row in csv.DictReader(handle)}
+    assert timed_out == {ids[0]: "", ids[1]: "", ids[2]: "public_goods/Contribute"}
 
 
 def test_a_repeat_participant_is_flagged_and_the_blocklist_has_everyone_once(stack, played, tmp_path):

@@ -4,9 +4,12 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from stack import session as session_module
+
+pytestmark = pytest.mark.docker
 
 PLACEHOLDERS = ("{{%PROLIFIC_PID%}}", "{{%STUDY_ID%}}", "{{%SESSION_ID%}}")
 
