@@ -6,7 +6,6 @@ read-only snapshot, everything rolled back, so nothing a participant does meanwh
 The host (stack/prolific.py) decides what the figures mean; this file only reads them.
 
 Usage, in /app:
-  python - rooms                  the project's rooms, the session in each, the configs' completion links
   python - session CODE           one session's participants: label, progress, times, page times, bonus
   python - labels                 the label of every participant who started, in every real session
 Exit 2 with one message on stderr for a mistake the user can fix (an unknown session).
@@ -32,20 +31,6 @@ def utc_text(epoch):
 def started_text(time_started_utc):
     """oTree stores str(datetime.utcnow()): '2026-12-01 10:11:12.123456'."""
     return time_started_utc[:19].replace(" ", "T") + "Z" if time_started_utc else None
-
-
-def rooms():
-    from otree.models_concrete import RoomToSession
-    from otree.room import ROOM_DICT
-    from otree.session import SESSION_CONFIGS_DICT
-
-    in_rooms = {row.room_name: row.session for row in RoomToSession.objects_filter()}
-
-    def described(session):
-        return session and {"session": session.code, "config": session.config.get("name"),
-                            "completionlink": session.config.get("completionlink")}
-    return {"rooms": {name: described(in_rooms.get(name)) for name in ROOM_DICT},
-            "configs": {name: config.get("completionlink") for name, config in SESSION_CONFIGS_DICT.items()}}
 
 
 def page_times(session_code):
@@ -133,8 +118,8 @@ def labels():
 
 
 def main(argv):
-    if not argv or argv[0] not in ("rooms", "session", "labels") or (argv[0] == "session") != (len(argv) == 2):
-        raise UserError("Usage: python - rooms | session CODE | labels")
+    if not argv or argv[0] not in ("session", "labels") or (argv[0] == "session") != (len(argv) == 2):
+        raise UserError("Usage: python - session CODE | labels")
     # The JSON goes to the real stdout; anything oTree or the project prints goes to stderr.
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -149,7 +134,7 @@ def main(argv):
         if engine.dialect.name == "postgresql":
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         with connection.no_autoflush:  # reading participant.vars marks them changed; never write
-            result = session(argv[1]) if argv[0] == "session" else {"rooms": rooms, "labels": labels}[argv[0]]()
+            result = session(argv[1]) if argv[0] == "session" else labels()
     finally:
         db.rollback()
         db.close()

@@ -1,7 +1,8 @@
 """For `invoke session create` (stack/session.py), in the study's oTree container. Sent on stdin, so a
 container built before this script existed can run it too.
   python - facts                    the project's rooms (with the session each has) and session
-                                    configs (with the multiple their participant count must be)
+                                    configs (with the multiple their participant count must be, and
+                                    their completion links), for session create and prolific link
   python - create ROOM CONFIG SIZE  a session of SIZE in ROOM, through the running server's REST API
 Each prints one JSON line."""
 import json
@@ -30,9 +31,14 @@ def facts():
     rooms = {}
     for room in ask("/api/rooms"):
         code = room["session_code"]
-        rooms[room["name"]] = {"labels_file": ROOM_DICT[room["name"]].has_participant_labels,
-                               "session": sessions.get(code, {"code": code}) if code else None}
-    return {"rooms": rooms, "configs": {name: config.get_lcm() for name, config in SESSION_CONFIGS_DICT.items()}}
+        session = None
+        if code:
+            # The session's own config, which may differ from settings.py's (the admin's fields).
+            session = dict(sessions.get(code, {"code": code}),
+                           completionlink=ask(f"/api/sessions/{code}")["config"].get("completionlink"))
+        rooms[room["name"]] = {"labels_file": ROOM_DICT[room["name"]].has_participant_labels, "session": session}
+    return {"rooms": rooms, "configs": {name: config.get_lcm() for name, config in SESSION_CONFIGS_DICT.items()},
+            "completionlinks": {name: config.get("completionlink") for name, config in SESSION_CONFIGS_DICT.items()}}
 
 
 def create(room, config, size):

@@ -2,7 +2,8 @@
 data, with no Prolific account or key.
 
 The figures come from the study's oTree, read in a process of its own in the oTree container
-(otree_server/prolific_data.py), so this is safe while participants play. What they mean (who
+(otree_server/prolific_data.py; the rooms as `session create` reads them), so this is safe while
+participants play. What they mean (who
 finished, who gets a bonus, who took part before) is decided here, in pure functions that the unit
 tests check (tests/test_prolific_logic.py). Files are never overwritten: a bonus file written
 twice could pay the same bonuses twice."""
@@ -55,24 +56,25 @@ def run(action, study=None, room=None, config=None, session=None, output=None):
 # --- The commands --------------------------------------------------------------------------------
 
 def link(ctx, room, config):
-    found = _ask(ctx, "rooms")
+    _require_running(ctx)
+    found = session_module.room_facts(ctx)
     if room not in found["rooms"]:
         names = ", ".join(sorted(found["rooms"])) or "none (add ROOMS to settings.py)"
         raise StackError(f"The project has no room {room!r}. Its rooms: {names}. Pass one of them to --room.")
-    if config and config not in found["configs"]:
+    if config and config not in found["completionlinks"]:
         raise StackError(f"The project has no session config {config!r}. Its configs: "
-                         f"{', '.join(sorted(found['configs']))}.")
-    in_room = found["rooms"][room]
+                         f"{', '.join(sorted(found['completionlinks']))}.")
+    in_room = found["rooms"][room]["session"]
     if config:
-        checked, what = found["configs"][config], f"the session config '{config}'"
+        checked, what = found["completionlinks"][config], f"the session config '{config}'"
     elif in_room:
-        checked, what = in_room["completionlink"], f"the session {in_room['session']} in the room"
+        checked, what = in_room["completionlink"], f"the session {in_room['code']} in the room"
     else:
         checked = what = None
     step(f"The study URL to paste into Prolific (study '{ctx.study.name}', room '{room}'):")
     print(session_module.study_url(ctx.https_url(), room), flush=True)
     if in_room:
-        info(f"The room holds session {in_room['session']} (config '{in_room['config']}').")
+        info(f"The room holds session {in_room['code']} (config '{in_room.get('config_name', '?')}').")
     else:
         warn(f"The room '{room}' has no session yet: participants who arrive now wait on \"Waiting for your "
              f"session to begin\". Create it first: invoke session create --room {room} --config NAME --places N")
@@ -353,11 +355,15 @@ def _shown(path):
     return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
 
 
-def _ask(ctx, *args):
-    """Run otree_server/prolific_data.py in the study's oTree container and read its JSON."""
+def _require_running(ctx):
     if not ctx.compose.running("otree"):
         raise StackError(f"The study '{ctx.study.name}' is not running, so its data cannot be read. Start it with "
                          f"`invoke up --study {ctx.study.name}`, then run this again.")
+
+
+def _ask(ctx, *args):
+    """Run otree_server/prolific_data.py in the study's oTree container and read its JSON."""
+    _require_running(ctx)
     with open(SCRIPT, "rb") as script:
         result = subprocess.run(ctx.compose.command("exec", "-T", "otree", "python", "-", *args), stdin=script,
                                 env=ctx.compose.environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -220,8 +220,7 @@ def prolific(name, action, study=None, room=None, config=None, session=None, out
     server = servers.get(name)
     options = {"action": action, "study": study, "room": room, "config": config, "session": session}
     if action not in prolific_module.ACTIONS or action == "link":  # nothing to bring back
-        code, _ = ssh.run(server, ssh.invoke_args(server, *ssh.task_args("prolific", options)))
-        if code:
+        if invoke_on(name, *ssh.task_args("prolific", options)):
             raise StackError(f"`invoke prolific {action}` on '{name}' failed (the reason is above).")
         return
     destination = prolific_module.output_path(output, os.path.join(DOWNLOADS, name), action, session)

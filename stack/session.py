@@ -90,6 +90,12 @@ def refuse_occupied(room, session, started):
                      "this again; or create the new session in another room.")
 
 
+def room_facts(ctx):
+    """The project's rooms with their sessions, and its configs, from the study's running oTree
+    (otree_server/room_session.py facts)."""
+    return _in_container(ctx, "facts")
+
+
 def _in_container(ctx, *args):
     with open(SCRIPT, encoding="utf-8") as script:
         result = ctx.compose.run("exec", "-T", "otree", "python", "-", *args, capture=True, check=False, stdin=script)
@@ -122,7 +128,7 @@ def _create(ctx, room, config, places, spare):
     if not ctx.compose.running("otree"):
         raise StackError(f"The study '{ctx.study.name}' is not running. Start it with `invoke up --study "
                          f"{ctx.study.name}`, then run this again. Nothing was created.")
-    facts = _in_container(ctx, "facts")
+    facts = room_facts(ctx)
     multiple = check_request(facts, room, config)
     occupant = facts["rooms"][room]["session"]
     if occupant:
