@@ -37,8 +37,6 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "postgres: creating a new database cluster in $PGDATA"
   initdb -D "$PGDATA" --username=postgres --auth-local=peer --auth-host=scram-sha-256 \
          --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-  # Only containers on the stack's internal network can reach this port.
-  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
   printf 'CREATE ROLE "%s" LOGIN;\nCREATE DATABASE "%s" OWNER "%s";\n' \
     "$POSTGRES_USER" "$POSTGRES_DB" "$POSTGRES_USER" | single_user
 fi
@@ -47,4 +45,6 @@ uname -n > "$PGDATA/postmaster.container"
 # CREATEDB: a restore builds the restored copy beside the live database before swapping them.
 printf 'ALTER ROLE "%s" CREATEDB PASSWORD %s;\n' "$POSTGRES_USER" "$(sql_literal "$POSTGRES_PASSWORD")" | single_user
 
-exec postgres -D "$PGDATA" -c listen_addresses='*'
+# Who may connect comes from the image (pg_hba.conf), for old and new data volumes alike. Only
+# containers on the study's internal network reach the port.
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c hba_file=/etc/postgresql-stack/pg_hba.conf

@@ -21,7 +21,7 @@ CAP_ADD = {}
 # Services whose root filesystem may stay writable, with the reason. None.
 WRITABLE_ROOT = {}
 # Where each service may write besides its volumes.
-TMPFS = {"otree": {"/tmp"}, "postgres": {"/run/postgresql", "/tmp"}, "nginx": {"/tmp"}, "backup": {"/tmp"},
+TMPFS = {"otree": {"/tmp"}, "postgres": {"/tmp"}, "nginx": {"/tmp"}, "backup": {"/tmp"},
          "certbot": {"/tmp"}, "monitor": set()}
 NETWORKS = {"otree": {"proxy", "backend", "outbound"}, "postgres": {"backend"}, "nginx": {"outside"},
             "backup": {"backend", "offsite"}, "certbot": {"outside"}, "monitor": {"outside"}}
@@ -137,6 +137,40 @@ def test_nginx_cannot_reach_the_database_but_otree_can(stack, containers):
     # The same probe from oTree succeeds, so the one above proves the isolation, not a broken probe.
     reach = "import socket, sys; socket.create_connection((sys.argv[1], 5432), timeout=3).close()"
     assert in_container(containers["otree"], "python", "-c", reach, address, check=False).returncode == 0
+
+
+def mount_of(container, path):
+    """(filesystem type, options) of what is mounted at path in the container."""
+    for fields in (line.split() for line in in_container(container, "cat", "/proc/mounts").stdout.splitlines()):
+        if fields[1] == path:
+            return fields[2], fields[3].split(",")
+    raise AssertionError(f"nothing mounted at {path}")
+
+
+def test_otree_reaches_postgres_through_its_socket_with_the_password(stack, containers):
+    """oTree's database connection is the Unix socket in a tmpfs that its Postgres shares with
+    oTree alone (read-only there), and the socket still asks for the password."""
+    postgres_mount, otree_mount = mount_of(containers["postgres"], "/run/postgresql"), \
+        mount_of(containers["otree"], "/run/postgresql")
+    assert postgres_mount[0] == otree_mount[0] == "tmpfs"
+    assert "rw" in postgres_mount[1] and "ro" in otree_mount[1]
+    for service in ("nginx", "backup", "certbot", "monitor"):
+        assert in_container(containers[service], "test", "-e", "/run/postgresql/.s.PGSQL.5432",
+                            check=False).returncode != 0, service
+    # The server's own connection: a session over the socket has no client address; the backup
+    # service, which connects over the network, could not make one.
+    stack.create_session()
+    [[over_socket]] = stack.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'otree' AND "
+                                "backend_type = 'client backend' AND client_addr IS NULL")
+    assert int(over_socket) >= 1
+    connect = ("import sys, psycopg2\ntry:\n    psycopg2.connect(host='/run/postgresql', dbname='otree', "
+               "user=sys.argv[1], password='not-the-password')\nexcept psycopg2.OperationalError as error:\n"
+               "    print(error)")
+    refused = in_container(containers["otree"], "python", "-c", connect, "otree").stdout
+    assert 'password authentication failed for user "otree"' in refused, refused
+    # Postgres's superuser only from inside Postgres's own container, as its own Linux user.
+    refused = in_container(containers["otree"], "python", "-c", connect, "postgres").stdout
+    assert 'Peer authentication failed for user "postgres"' in refused, refused
 
 
 def test_no_secret_in_status_or_any_log_after_a_login_a_session_and_a_backup(stack):

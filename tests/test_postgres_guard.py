@@ -16,7 +16,8 @@ pytestmark = pytest.mark.docker
 IMAGE = "otree-guardtest/postgres"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
 DATA = "/var/lib/postgresql/data"
-# The postgres service's options in docker-compose.yml (x-hardening, tmpfs, shm_size, stop_signal).
+# The postgres service's options in docker-compose.yml (x-hardening, tmpfs, shm_size, stop_signal);
+# its socket folder, there a tmpfs volume it shares with oTree, is a tmpfs of its own here.
 HARDENING = ["--read-only", "--tmpfs", "/run/postgresql:size=16m", "--tmpfs", "/tmp:size=256m",
              "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--shm-size", "256m",
              "--stop-signal", "SIGINT"]
