@@ -31,10 +31,8 @@ def main():
     arguments = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
 
-    keeping = stack_vs_bare.client
-
     def closing():
-        http = keeping()
+        http = stack_vs_bare.client()
         http.headers["Connection"] = "close"
         return http
 
@@ -47,8 +45,8 @@ def main():
         rows = {"keep": [], "close": []}
         for pair in range(arguments.pairs):
             for way in (("keep", "close") if pair % 2 == 0 else ("close", "keep")):
-                stack_vs_bare.client = closing if way == "close" else keeping
-                rows[way].append(stack_vs_bare.flow(target, arguments.participants, arguments.concurrency))
+                new_client = closing if way == "close" else stack_vs_bare.client
+                rows[way].append(stack_vs_bare.flow(target, arguments.participants, arguments.concurrency, new_client))
                 requests_per_second, p95, cpu = rows[way][-1]
                 print(f"pair {pair + 1} {way:<5} {requests_per_second:6.1f} req/s p95 {p95:6.1f} ms "
                       f"cpu {cpu:5.2f} ms/req", flush=True)
@@ -59,7 +57,6 @@ def main():
             print(f"  {label:<17} keep {keep:6.2f}  close {close:6.2f}  close/keep x{statistics.median(ratios):.2f} "
                   f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
     finally:
-        stack_vs_bare.client = keeping
         if server:
             server.stop()
 

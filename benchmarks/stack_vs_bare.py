@@ -127,12 +127,12 @@ def measure(target, load, concurrency):
             cpu * 1000 / len(latencies))
 
 
-def flow(target, participants, concurrency):
+def flow(target, participants, concurrency, new_client=client):
     links = target.start_links(participants)
     lock = threading.Lock()
 
     def load(latencies):
-        http = client()  # one connection for this client's participants in turn (see above)
+        http = new_client()  # one connection for this client's participants in turn (see above)
         while True:
             with lock:
                 if not links:
