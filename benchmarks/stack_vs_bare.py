@@ -3,7 +3,11 @@ stack's own oTree image, with a Postgres of its own from the stack's postgres im
 a loopback port) and against the whole stack (nginx, TLS, the same image), alternated, with the
 stack's render cache off and then on (OTREE_RENDER_CACHE); bare oTree always runs without it.
 
-    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 200] [--pairs 3] ...
+    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 80] [--pairs 9] ...
+
+Many short pairs rather than a few long ones: this machine's speed drifts by a quarter within
+minutes, so a pair's two runs are kept close together, and the median of the per-pair ratios is
+the figure.
 
 Two loads, each from a fixed number of concurrent clients (plain HTTP with keep-alive; a client
 takes its participants in turn on one connection, since the clients share this machine with the
@@ -182,10 +186,10 @@ def report(rows, label, index, unit):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--participants", type=int, default=200, help="participants per flow run (default 200)")
+    parser.add_argument("--participants", type=int, default=80, help="participants per flow run (default 80)")
     parser.add_argument("--concurrency", type=int, default=10, help="clients at once (default 10)")
-    parser.add_argument("--pairs", type=int, default=3, help="bare/stack pairs per cache setting (default 3)")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each form page run (default 10)")
+    parser.add_argument("--pairs", type=int, default=9, help="bare/stack pairs per cache setting (default 9)")
+    parser.add_argument("--seconds", type=float, default=6, help="length of each form page run (default 6)")
     arguments = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # clean up as on Ctrl-C
 
@@ -208,10 +212,12 @@ def main():
                 flow(target, arguments.concurrency, arguments.concurrency)
             results[cache] = []
             for pair in range(arguments.pairs):
-                row = {}
-                for name in (("bare", "stack") if pair % 2 == 0 else ("stack", "bare")):
-                    row[name] = (flow(targets[name], arguments.participants, arguments.concurrency)
-                                 + form_page(targets[name], arguments.seconds, arguments.concurrency))
+                # Each load on both targets back to back, the first of them in turn.
+                order = ("bare", "stack") if pair % 2 == 0 else ("stack", "bare")
+                row = {name: flow(targets[name], arguments.participants, arguments.concurrency) for name in order}
+                for name in order:
+                    row[name] += form_page(targets[name], arguments.seconds, arguments.concurrency)
+                for name in order:
                     print(f"cache {cache:<3} pair {pair + 1} {name:<5}  flow {row[name][0]:6.1f} req/s p95 "
                           f"{row[name][1]:6.1f} ms cpu {row[name][2]:5.2f} ms/req   form page {row[name][3]:6.1f} "
                           f"req/s p95 {row[name][4]:6.1f} ms cpu {row[name][5]:5.2f} ms/req", flush=True)

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from . import envfile, project
+from . import envfile, network, project
 from .console import StackError, info
 
 STUDY_FILE = os.path.join(envfile.REPO_ROOT, "docker-compose.yml")
@@ -38,13 +38,16 @@ class Compose:
     """One Compose project: a study's (docker-compose.yml) or the proxy's (docker-compose.proxy.yml).
     Every value the files use is passed in `environment`, so what runs is what was checked."""
 
-    def __init__(self, name, files, services, build_order, environment):
+    def __init__(self, name, files, services, build_order, environment, addresses=dict):
         self.name = name
         self.files = files
         self.services = services
         self.build_order = build_order
         # The settings win over the caller's shell.
         self.environment = {**os.environ, **environment}
+        # Fixed addresses ({variable: address}), for `up` only: a one-off `run` of the same service
+        # beside the running one must not claim its address.
+        self.addresses = addresses
 
     def command(self, *args):
         files = [argument for path in self.files for argument in ("-f", path)]
@@ -53,9 +56,12 @@ class Compose:
                 "--env-file", os.devnull, "-p", self.name, *args]
 
     def run(self, *args, check=True, capture=False, stdin=None):
+        environment = self.environment
         if args and args[0] in ("up", "run", "create"):
             create_health_volume(self.environment["PROXY_PROJECT"])
-        result = subprocess.run(self.command(*args), env=self.environment, text=True,
+        if args and args[0] in ("up", "create"):
+            environment = {**environment, **self.addresses()}
+        result = subprocess.run(self.command(*args), env=environment, text=True,
                                 stdout=subprocess.PIPE if capture else None, stdin=stdin)
         if check and result.returncode:
             raise StackError(f"`docker compose {' '.join(args)}` failed (exit {result.returncode}); "
@@ -154,10 +160,11 @@ def for_study(study):
     environment = {**study.values, **backup_environment(study),
                    "BASE_IMAGE": study.server.base_image, "STUDY": study.name, "COMPOSE_PROJECT": study.project,
                    "OTREE_PROJECT_DIR": os.path.relpath(study.project_dir, envfile.REPO_ROOT),
-                   "UPSTREAM": study.upstream, "PROXY_NETWORK": study.network,
+                   "PROXY_NETWORK": study.network, "OTREE_ADDRESS": "",
                    "POSTGRES_VOLUME": study.postgres_volume, "PROXY_PROJECT": study.server.name,
                    "HEALTH_VOLUME": health_volume(study.server.name)}
-    return Compose(study.project, [STUDY_FILE], STUDY_SERVICES, STUDY_BUILD_ORDER, environment)
+    return Compose(study.project, [STUDY_FILE], STUDY_SERVICES, STUDY_BUILD_ORDER, environment,
+                   addresses=lambda: {"OTREE_ADDRESS": network.ensure(study)})
 
 
 def for_proxy(server):

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 
 from . import compose as compose_module
+from . import network
 from .console import StackError, info, step
 from .envfile import REPO_ROOT
 
@@ -40,7 +41,7 @@ def _admin_allow_geo(study):
     return " ".join(["default 0;", *(f"{entry} 1;" for entry in entries)])
 
 
-def _study_server(server, study, default_ports):
+def _study_server(server, study, address, default_ports):
     port = container_port(server, study)
     by_address = not study.domain
     is_default = by_address and port not in default_ports
@@ -51,17 +52,18 @@ def _study_server(server, study, default_ports):
     return _fill(_template("study-server.conf.template"),
                  study=study.name, id=study.name.replace("-", "_"), listen=port,
                  default_server=" default_server" if is_default else "",
-                 server_name=study.domain or "_", upstream=study.upstream,
+                 server_name=study.domain or "_", otree_address=address,
                  auth_level=study.get("OTREE_AUTH_LEVEL"), max_body_size=study.get("MAX_BODY_SIZE"),
                  login_rate_limit=study.get("LOGIN_RATE_LIMIT"), login_rate_burst=study.get("LOGIN_RATE_BURST"),
                  admin_allow_geo=_admin_allow_geo(study), host_check=host_check)
 
 
-def render(settings):
-    """{file name: content} of the proxy's configuration for these settings."""
+def render(settings, addresses):
+    """{file name: content} of the proxy's configuration for these settings, with each study's
+    oTree at its address ({study name: address}, stack/network.py)."""
     server = settings.server
     default_ports = set()
-    blocks = [_study_server(server, study, default_ports) for study in settings.studies]
+    blocks = [_study_server(server, study, addresses[study.name], default_ports) for study in settings.studies]
     # A port with no study reached by address refuses unknown names during the TLS handshake;
     # so do the STUDY_PORTS no study uses yet.
     refusing = [f"server {{\n    listen {port} ssl default_server;\n    ssl_reject_handshake on;\n    return 444;\n}}"
@@ -94,7 +96,7 @@ def write(settings):
     file), and drop what is no longer rendered (a removed study's folder). Returns True when
     anything changed."""
     directory = settings.server.proxy_dir
-    files = render(settings)
+    files = render(settings, {study.name: network.ensure(study) for study in settings.studies})
     changed = False
     for name, content in files.items():
         path = os.path.join(directory, name)
@@ -126,40 +128,6 @@ def compose(server):
     return compose_module.for_proxy(server)
 
 
-def ensure_network(study):
-    """The network between a study's oTree and the proxy: made here, not by either Compose
-    project, so that stopping the study or recreating the proxy leaves it in place. It is
-    internal: Docker publishes nginx's ports on its one network with a way out, and joining a
-    network with a way out could move them there, refusing every connection for a moment."""
-    found = subprocess.run(["docker", "network", "inspect", "--format", "{{.Internal}}", study.network],
-                           capture_output=True, text=True)
-    if found.returncode:
-        _create_network(study)
-    elif found.stdout.strip() != "true":
-        _make_internal(study)
-
-
-def _create_network(study):
-    subprocess.run(["docker", "network", "create", "--internal", "--label", f"org.otree-stack.study={study.project}",
-                    study.network], check=True, stdout=subprocess.DEVNULL)
-
-
-def _make_internal(study):
-    """A network made before it was internal is made again, its containers joined back (oTree
-    under the name nginx knows it by): once, for a moment, at `invoke up`."""
-    step(f"Study {study.name}: making its network to the proxy internal (once; connections pause for a moment)")
-    members = subprocess.run(["docker", "network", "inspect", "--format",
-                              "{{range $id, $c := .Containers}}{{$c.Name}} {{end}}", study.network],
-                             capture_output=True, text=True, check=True).stdout.split()
-    for member in members:
-        subprocess.run(["docker", "network", "disconnect", "--force", study.network, member], check=True)
-    subprocess.run(["docker", "network", "rm", study.network], check=True, stdout=subprocess.DEVNULL)
-    _create_network(study)
-    for member in members:
-        alias = ["--alias", study.upstream] if member.startswith(f"{study.project}-otree-") else []
-        subprocess.run(["docker", "network", "connect", *alias, study.network, member], check=True)
-
-
 def _nginx(server):
     return compose(server).container("nginx")
 
@@ -172,7 +140,7 @@ def connect(settings):
     joined = subprocess.run(["docker", "inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}"
                              "{{$name}} {{end}}", container], capture_output=True, text=True).stdout.split()
     for study in settings.studies:
-        ensure_network(study)
+        network.ensure(study)
         if study.network not in joined:
             subprocess.run(["docker", "network", "connect", study.network, container], check=True)
 

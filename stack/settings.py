@@ -169,11 +169,6 @@ class Study:
         """The network between this study's oTree and the proxy (created by stack/proxy.py)."""
         return f"{self.project}-proxy"
 
-    @property
-    def upstream(self):
-        """The host name the proxy reaches this study's oTree by, on that network."""
-        return f"{self.project}-otree"
-
     def url(self):
         host = self.domain or self.server.public_host()
         port = self.https_port

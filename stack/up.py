@@ -2,7 +2,7 @@
 its images, database migration, containers, static files, certificate and health."""
 import os
 
-from . import backups, base_image, certificates, context, envfile, migrate, pagetimes, project, proxy, study, upgrade
+from . import backups, base_image, certificates, context, envfile, migrate, network, pagetimes, project, proxy, study, upgrade
 from .compose import require_docker
 from .console import info, step
 
@@ -41,7 +41,7 @@ def start_study(ctx, rebuild=False, pull=False):
     name = ctx.study.name
     step(f"Study {name}: building its images" + (" from scratch" if pull else " (unchanged layers come from the cache)"))
     ctx.compose.build(no_cache=pull)
-    proxy.ensure_network(ctx.study)
+    network.ensure(ctx.study)
     backups.prepare(ctx)
     certificates.install_provided(ctx)
     # Starting may recreate a running oTree server (new image or settings), and the migration

@@ -3,8 +3,9 @@ by address, a second project by its DNS name on the same HTTPS port, and a third
 port of its own. Participants play the first two at the same time in real browsers; each study's
 rows are in its own database only; admin passwords, databases and backups are kept apart; one
 study's backup, restore, resetdb and removal leave the others' data byte-identical; bad `study add`
-input is refused before anything is built; limits show in docker inspect; a killed Postgres comes
-back by itself."""
+input is refused before anything is built; limits show in docker inspect; the proxy keeps its
+connections to oTree open, and a stopped oTree or a network made by an older stack stops nothing; a
+killed Postgres comes back by itself."""
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import time
 import pytest
 import requests
 
-from stack import settings
+from stack import network, settings
 from tests.conftest import Stack, start_stack, stop_stack, study_ports
 from tests.helpers import REPO_ROOT, compose, invoke, resolving_here
 from tests.participants import join, play_together
@@ -165,8 +166,8 @@ def test_a_studys_otree_cannot_resolve_or_reach_the_other_studys_database(server
     assert reach.returncode != 0
     address = json.loads(subprocess.run(["docker", "inspect", other], capture_output=True, text=True,
                                         check=True).stdout)[0]["NetworkSettings"]["Networks"]
-    for network in address.values():
-        by_ip = compose(server.env_path, SERVER, "exec", "-T", "otree", "python", "-c", probe, network["IPAddress"],
+    for joined in address.values():
+        by_ip = compose(server.env_path, SERVER, "exec", "-T", "otree", "python", "-c", probe, joined["IPAddress"],
                         check=False)
         assert by_ip.returncode != 0
 
@@ -206,6 +207,67 @@ def test_cpu_and_memory_limits_are_set_per_study(server):
                                          check=True).stdout)[0]["HostConfig"]
         assert host["NanoCpus"] == 1_500_000_000
         assert host["Memory"] == 2 * 1024 ** 3
+
+
+def address_on(container, network_name):
+    return subprocess.run(["docker", "inspect", "--format",
+                           f'{{{{(index .NetworkSettings.Networks "{network_name}").IPAddress}}}}', container],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def connections_from_proxy(server, study):
+    """The TCP connections oTree's port 8000 has with nginx, in any state (its kernel's table,
+    /proc/net/tcp: addresses in hex, little-endian)."""
+    nginx = address_on(f"{SERVER}-nginx-1", settings.load(server.env_path).study(study).network)
+    nginx_hex = "".join(f"{int(part):02X}" for part in reversed(nginx.split(".")))
+    table = compose(server.env_path, study, "exec", "-T", "otree", "cat", "/proc/net/tcp").stdout.splitlines()[1:]
+    return [fields[2] for fields in map(str.split, table)
+            if fields[1].endswith(":1F40") and fields[2].startswith(nginx_hex + ":")]
+
+
+def proxy_healthy(server):
+    deadline = time.time() + 60
+    while subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", f"{SERVER}-nginx-1"],
+                         capture_output=True, text=True).stdout.strip() != "healthy":
+        assert time.time() < deadline, "the proxy did not become healthy"
+        time.sleep(1)
+
+
+def test_the_proxy_keeps_connections_to_otree_open_and_a_stopped_otree_or_an_old_network_stops_nothing(server):
+    room = f"{study_stack(server, THIRD).https}/room/prolific"  # no rate limit, unlike /login
+    for _ in range(20):
+        requests.get(room, verify=False, timeout=30).raise_for_status()
+    # A connection per request would leave 20 behind on oTree's side (closed, in TIME_WAIT).
+    assert 1 <= len(connections_from_proxy(server, THIRD)) <= 4
+
+    # oTree is stopped and the proxy restarted meanwhile (a reboot with a study down): the proxy
+    # starts, the other studies answer, and the stopped one shows the maintenance page, soon.
+    compose(server.env_path, THIRD, "stop", "otree")
+    subprocess.run(["docker", "restart", f"{SERVER}-nginx-1"], capture_output=True, check=True)
+    proxy_healthy(server)
+    assert requests.get(f"{server.https}/room/prolific", verify=False, timeout=30).status_code == 200
+    started = time.monotonic()
+    stopped = requests.get(room, verify=False, timeout=30)
+    assert stopped.status_code == 503 and "One moment, please" in stopped.text
+    assert time.monotonic() - started < 5
+
+    # A network made by an older stack (no fixed address for oTree): `invoke up` makes it again.
+    study = settings.load(server.env_path).study(THIRD)
+    members = [f"{SERVER}-nginx-1", f"{study.project}-otree-1"]
+    for member in members:
+        subprocess.run(["docker", "network", "disconnect", study.network, member], capture_output=True, check=True)
+    subprocess.run(["docker", "network", "rm", study.network], capture_output=True, check=True)
+    subprocess.run(["docker", "network", "create", "--internal", study.network], capture_output=True, check=True)
+    for member in members:
+        subprocess.run(["docker", "network", "connect", study.network, member], capture_output=True, check=True)
+    assert "making its network to the proxy again" in server.invoke("up", "--study", THIRD).stdout
+    subnet, ip_range = subprocess.run(["docker", "network", "inspect", "--format",
+                                       "{{range .IPAM.Config}}{{.Subnet}} {{.IPRange}}{{end}}", study.network],
+                                      capture_output=True, text=True, check=True).stdout.split()
+    assert address_on(f"{study.project}-otree-1", study.network) == network.otree_address(subnet)
+    assert ip_range == network.dynamic_range(subnet)
+    assert requests.get(room, verify=False, timeout=30).status_code == 200
+    assert requests.get(f"{server.https}/room/prolific", verify=False, timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,10 +4,12 @@ import os
 
 import pytest
 
-from stack import envfile, proxy, settings, validate
+from stack import envfile, network, proxy, settings, validate
 from stack.console import StackError
 
 pytestmark = pytest.mark.unit
+# Each study's oTree on its network to the proxy (stack/network.py gives them at run time).
+ADDRESSES = {"named": "172.19.255.254", "second": "172.20.255.254", "first": "172.21.255.254"}
 
 
 def make(tmp_path, studies, **server):
@@ -36,10 +38,20 @@ def test_the_only_study_is_the_default_and_several_need_a_name(tmp_path):
 
 def test_each_study_has_its_own_project_network_volume_and_backups(tmp_path):
     study = make(tmp_path, {"trust": {}}).study()
-    assert (study.project, study.network, study.upstream) == ("lab-trust", "lab-trust-proxy", "lab-trust-otree")
+    assert (study.project, study.network) == ("lab-trust", "lab-trust-proxy")
     assert study.postgres_volume == "lab-trust_postgres-data"
     assert study.backup_dir.endswith(os.path.join("backups", "trust"))
     assert study.url() == "https://127.0.0.1/"
+
+
+def test_otree_has_the_last_address_of_its_network_and_the_others_the_lower_half():
+    assert network.otree_address("172.20.0.0/16") == "172.20.255.254"
+    assert network.dynamic_range("172.20.0.0/16") == "172.20.0.0/17"
+    assert network.otree_address("192.168.16.0/20") == "192.168.31.254"
+    assert network.dynamic_range("192.168.16.0/20") == "192.168.16.0/21"
+    for unusable in ("10.0.0.0/29", "fd00::/64"):
+        with pytest.raises(StackError, match="default-address-pools"):
+            network.dynamic_range(unusable)
 
 
 @pytest.mark.parametrize("studies, message", [
@@ -58,12 +70,14 @@ def test_what_two_studies_cannot_share_is_refused_with_the_file_named(tmp_path, 
 def test_studies_by_name_share_443_and_studies_by_address_get_their_own_port(tmp_path):
     loaded = make(tmp_path, {"named": {"DOMAIN": "named.example.edu"}, "first": {}, "second": {"HTTPS_PORT": "8444"}},
                   LETSENCRYPT_EMAIL="me@example.edu")
-    files = proxy.render(loaded)
+    files = proxy.render(loaded, ADDRESSES)
     servers = files["studies.conf"]
     assert "server_name named.example.edu;" in servers
     assert "listen 8443 ssl default_server;" in servers  # first: by address on the server's port
     assert "listen 8444 ssl default_server;" in servers
-    assert "set $otree_upstream http://lab-second-otree:8000;" in servers
+    # Each study's oTree at its fixed address, in a group of its own that keeps connections open.
+    assert "upstream otree_second {\n    server 172.20.255.254:8000 max_fails=0;\n    keepalive 8;" in servers
+    assert "set $otree_upstream http://otree_second;" in servers
     assert "alias /srv/static/named/;" in servers
     assert files["letsencrypt.list"] == "named named.example.edu\n"
     assert files["studies/named/name"] == "named.example.edu\n"
@@ -75,7 +89,8 @@ def test_studies_by_name_share_443_and_studies_by_address_get_their_own_port(tmp
 
 
 def test_a_server_with_named_studies_only_refuses_unknown_names_at_the_handshake(tmp_path):
-    files = proxy.render(make(tmp_path, {"named": {"DOMAIN": "named.example.edu", "ADMIN_ALLOW_IPS": "10.0.0.0/8"}}))
+    files = proxy.render(make(tmp_path, {"named": {"DOMAIN": "named.example.edu", "ADMIN_ALLOW_IPS": "10.0.0.0/8"}}),
+                         ADDRESSES)
     assert "listen 8443 ssl default_server;\n    ssl_reject_handshake on;" in files["proxy.conf"]
     assert '"named.example.edu" 1;' in files["proxy.conf"]
     assert "default 0; 10.0.0.0/8 1;" in files["studies.conf"]
@@ -118,7 +133,7 @@ def test_a_study_outside_study_ports_is_refused(tmp_path):
 def test_the_participant_links_location_keeps_the_maintenance_page(tmp_path):
     """nginx drops the server's error_page lines in a location that has any of its own: the
     location of room and session links (a malformed Prolific ID's page) repeats the maintenance page's."""
-    servers = proxy.render(make(tmp_path, {"first": {}}))["studies.conf"]
+    servers = proxy.render(make(tmp_path, {"first": {}}), ADDRESSES)["studies.conf"]
     start = servers.index("location ~ ^/(room|join)/ {")
     links = servers[start:servers.index("\n    }\n", start)]
     assert "error_page 400 @prolific_link_invalid;" in links
