@@ -1,7 +1,9 @@
 """The stack against bare oTree: the same participants against `otree prodserver` alone (the
 stack's own oTree image, with a Postgres of its own from the stack's postgres image, no proxy, on
 a loopback port) and against the whole stack (nginx, TLS, the same image), alternated, with the
-stack's render cache off and then on (OTREE_RENDER_CACHE); bare oTree always runs without it.
+stack's render cache off and then on (OTREE_RENDER_CACHE). Bare oTree is started with oTree's own
+`otree` command (/opt/venv/bin/otree), not the image's, so it runs as it comes: no render cache and
+none of the foreign-key indexes the stack's oTree adds at its start.
 
     .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 80] [--pairs 9] ...
 
@@ -42,6 +44,7 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 NAME = "otreespeed-bench"
 PORTS = {"HTTP_PORT": "19880", "HTTPS_PORT": "19843", "STUDY_PORTS": "19850-19853"}
 BARE_PORT = 19890
+OTREE_AS_IT_COMES = ["/opt/venv/bin/otree", "prodserver", "0.0.0.0:8000"]
 FORMS = [("consent/Consent", {"consent": "True"}), ("demographics/Demographics", {"age": "30", "gender": "Female"}),
          ("questionnaire/Questionnaire", {"understood": "6", "fairness": "5", "strategy": "even split"})]
 
@@ -200,7 +203,7 @@ def main():
         invoke(stack.env_path, "up")
         project = settings.load(stack.env_path).studies[0].project
         bare_otree = bare.BareOtree(f"{NAME}-bare", f"otree-stack/otree:{project}", f"otree-stack/postgres:{project}",
-                                    BARE_PORT, environment={"OTREE_RENDER_CACHE": "off"})
+                                    BARE_PORT, command=OTREE_AS_IT_COMES)
         bare_otree.start()
         targets = {"bare": Target("bare", bare_otree.url, bare_otree.rest_key, f"{bare_otree.name}-otree")}
         results = {}
