@@ -60,7 +60,9 @@ def create(engine):
                 connection.execute(f"CREATE INDEX {quote(index_name(table, column))} "
                                    f"ON {quote(table)} ({quote(column)})")
     except Exception as error:  # a speed-up only: the server must start regardless
-        log.warning(f"Foreign-key indexes not created ({type(error).__name__}: {str(error).strip()}). "
+        # Postgres's own message (SQLAlchemy's adds the statement and a link over several lines).
+        reason = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+        log.warning(f"Foreign-key indexes not created ({type(error).__name__}: {reason}). "
                     "oTree works without them, only slower on large tables; they are tried again at "
                     "the next start.")
         return []
