@@ -1,5 +1,6 @@
 """The render cache (otree_server/render_cache.py) leaves every page byte for byte as oTree
-renders it, the bots pass with it on and off, and an oTree version the tests have not proven
+renders it, its lookups find what oTree's own find (with their SQL compiled once), the bots
+pass with it on and off, and an oTree version the tests have not proven
 runs without it, saying so in the log.
 
 How the pages are compared, and why this is sound: one `otree prodserver` process from the real
@@ -11,10 +12,11 @@ two databases would differ in their random participant codes. The cache stays fi
 the cached requests, as in production. Compared: every page of the example study (3 players:
 the grouping and results wait pages, the timed page) and of tests/otree_forms (every kind of
 form field, `formfield` tags one by one, errors from each field and from the page, two rounds, a
-group wait page), invalid POSTs of every form, the last page's "no more pages" notice, and the
-admin's pages for each session. Masked: only CSRF token values and the seconds remaining on a
+group wait page), invalid POSTs of every form, the last page's "no more pages" notice, the 404s of
+unknown participant and join codes, and the admin's pages for each session. Masked: only CSRF token values and the seconds remaining on a
 timed page, which the two renders of one request see a moment apart."""
 import itertools
+import json
 import os
 import re
 
@@ -26,6 +28,7 @@ from tests.conftest import TEST_STACK, _OFFSET
 from tests.helpers import REPO_ROOT
 
 TOGGLE = os.path.join(REPO_ROOT, "tests", "render_cache_toggle.py")
+LOOKUPS = os.path.join(REPO_ROOT, "tests", "render_cache_lookups.py")
 MASKS = [(re.compile(rb'(name="csrftoken" value=")[^"]*'), rb"\1<csrf>"),
          (re.compile(rb"(var remainingTimeoutSeconds = )[-0-9.e]+"), rb"\1<seconds>")]
 ERROR_MARKERS = (b"form-control-errors", b"otree-form-errors")
@@ -162,6 +165,8 @@ def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
     comparison = Comparison(otree.url)
     play(comparison, project, [f"/InitializeParticipant/{code}" for code in codes])
     assert comparison.pages_seen == project["pages"]
+    for unknown in ["/InitializeParticipant/nosuchcode", "/p/nosuchcode/consent/Consent/1", "/join/nosuchcode"]:
+        assert comparison.both(requests.Session(), "GET", unknown).status_code == 404, unknown
 
     admin = requests.Session()
     login = admin.get(otree.url + "/login", timeout=30).text
@@ -177,6 +182,27 @@ def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
         f"{method} {path} {data}: the cached page differs\n--- without\n{plain[:3000]}\n--- with\n{cached[:3000]}"
         for method, path, data, plain, cached in comparison.differences[:3])
     assert "Render cache" not in otree.logs()  # the toggle applied it; the image's launcher did not
+
+
+def test_the_lookups_find_what_otree_finds_with_their_sql_compiled_once():
+    """Each lookup twice in one process, without and then with the cache: the same row or the same
+    error, and with the cache nothing compiled the second time, unless the lookup is one it leaves
+    to oTree (no row, a None, a participant not in the database), which compiles as before."""
+    image = bare.build_otree_image(f"{TEST_STACK}-render-example", PROJECTS["example"]["folder"])
+    result = bare.docker("run", "--rm", "-e", "OTREE_PRODUCTION=1", "-v",
+                         f"{LOOKUPS}:/opt/render-cache-test/render_cache_lookups.py:ro", image,
+                         "python", "/opt/render-cache-test/render_cache_lookups.py", "prolific_study", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    left_to_otree = {"participant by unknown code", "player in a round that does not exist", "player with round None",
+                     "player by a participant not in the database"}
+    assert len(report) == 9
+    for name, outcome in report.items():
+        assert outcome["plain"] == outcome["cached"], (name, outcome)
+        assert outcome["compiled_plain"] == 1, (name, outcome)
+        assert outcome["compiled_cached"] == (1 if name in left_to_otree else 0), (name, outcome)
+    assert report["participant by unknown code"]["cached"] == "HTTPException Gone: Participant, {'code': 'nosuchcode'}"
+    assert report["player by participant and round"]["cached"].startswith("Player ")
 
 
 @pytest.mark.parametrize("setting, said", [("on", "Render cache on:"),
