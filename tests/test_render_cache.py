@@ -1,7 +1,7 @@
 """The render cache (otree_server/render_cache.py) leaves every page byte for byte as oTree
 renders it, its lookups find what oTree's own find (with their SQL compiled once), the bots
-pass with it on and off, and an oTree version the tests have not proven
-runs without it, saying so in the log.
+pass with it on and off, and an oTree version the tests have not proven runs without it, saying
+so in the log.
 
 How the pages are compared, and why this is sound: one `otree prodserver` process from the real
 oTree image, on its own real Postgres (tests/bare.py), renders every request twice, first as
@@ -13,8 +13,9 @@ the cached requests, as in production. Compared: every page of the example study
 the grouping and results wait pages, the timed page) and of tests/otree_forms (every kind of
 form field, `formfield` tags one by one, errors from each field and from the page, two rounds, a
 group wait page), invalid POSTs of every form, the last page's "no more pages" notice, the 404s of
-unknown participant and join codes, and the admin's pages for each session. Masked: only CSRF token values and the seconds remaining on a
-timed page, which the two renders of one request see a moment apart."""
+unknown participant and join codes, and the admin's pages for each session. Masked: only CSRF
+token values and the seconds remaining on a timed page, which the two renders of one request see
+a moment apart."""
 import itertools
 import json
 import os
