@@ -10,7 +10,6 @@ import sys
 
 os.environ["OTREE_IN_MEMORY"] = "1"
 sys.path.insert(0, "/opt/otree-server")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "otree_server"))
 import otree.main  # noqa: E402
 import render_cache  # noqa: E402
 
