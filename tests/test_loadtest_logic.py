@@ -20,6 +20,12 @@ def test_cpu_counters_of_cgroup_v1_and_v2():
     assert loadtest.cpu_seconds("1500000000\n") == 1.5
 
 
+def test_cpu_samples_are_read_from_the_stream_of_blocks():
+    stream = ["1700000000.25\n", "usage_usec 2500000\n", "user_usec 2000000\n", "\n",
+              "1700000001.25\n", "1500000000\n", "\n", "1700000002.25\n", "usage_usec 2"]
+    assert loadtest.cpu_samples(stream) == [(1700000000.25, 2.5), (1700000001.25, 1.5)]
+
+
 def test_cpu_share_uses_the_samples_inside_the_window():
     samples = [(0, 0.0), (1, 0.1), (2, 0.6), (3, 1.1), (4, 1.2)]
     assert loadtest.share_between(samples, 1.5, 3.5) == pytest.approx(0.5)

@@ -3,9 +3,9 @@ by address, a second project by its DNS name on the same HTTPS port, and a third
 port of its own. Participants play the first two at the same time in real browsers; each study's
 rows are in its own database only; admin passwords, databases and backups are kept apart; one
 study's backup, restore, resetdb and removal leave the others' data byte-identical; bad `study add`
-input is refused before anything is built; limits show in docker inspect; the proxy keeps its
-connections to oTree open, and a stopped oTree or a network made by an older stack stops nothing; a
-killed Postgres comes back by itself."""
+input is refused before anything is built; each study's networks are small enough for hundreds of
+studies; limits show in docker inspect; the proxy keeps its connections to oTree open, and a stopped
+oTree or a network made by an older stack stops nothing; a killed Postgres comes back by itself."""
 import hashlib
 import json
 import os
@@ -100,6 +100,18 @@ def test_a_task_that_changes_data_refuses_to_guess_between_studies(server):
                     f"https://{SECOND_DOMAIN}:{server.values['HTTPS_PORT']}/", f"https://127.0.0.1:{THIRD_PORT}/"):
         assert address in listing
     assert listing.count("6.0.15") == 3
+
+
+def test_each_study_takes_four_networks_of_254_addresses_so_a_server_holds_hundreds(server):
+    """setup.sh's address pools (install/45-docker-address-pools.sh): with Docker's own, whole /16
+    subnets, a server runs out of networks at its seventh study."""
+    names = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    ours = [name for name in names if name.startswith((f"{SERVER}-", f"{SERVER}_"))]
+    subnets = subprocess.run(["docker", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                              *ours], capture_output=True, text=True, check=True).stdout.split()
+    assert len(ours) == 3 * 4 + 1, ours  # three studies' and the proxy's own
+    assert {subnet.split("/")[1] for subnet in subnets} == {"24"}, dict(zip(ours, subnets))
 
 
 @pytest.fixture(scope="module")
