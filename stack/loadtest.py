@@ -37,6 +37,7 @@ MOST_PER_SESSION = 2000
 # per sample took seconds on a loaded machine, leaving a short step without two samples.
 CPU_SAMPLES = ("while :; do date +%s.%N; cat /sys/fs/cgroup/cpu.stat 2>/dev/null "
                "|| cat /sys/fs/cgroup/cpuacct/cpuacct.usage; echo; read -r -t 1 _; [ $? -gt 128 ] || exit 0; done")
+FIRST_SAMPLE_WAIT_SECONDS = 60
 
 
 def steps(ceiling, multiple=1, first=FIRST_STEP):
@@ -72,16 +73,16 @@ def cpu_seconds(text):
 
 
 def cpu_samples(lines):
-    """(time, cpu seconds) from CPU_SAMPLES's output; an unfinished last block is left out."""
-    samples, block = [], []
+    """(time, cpu seconds) from CPU_SAMPLES's output, each as its block ends; an unfinished last
+    block is left out."""
+    block = []
     for line in lines:
         line = line.strip()
         if line:
             block.append(line)
         elif len(block) > 1:
-            samples.append((float(block[0]), cpu_seconds("\n".join(block[1:]))))
+            yield float(block[0]), cpu_seconds("\n".join(block[1:]))
             block = []
-    return samples
 
 
 def share_between(samples, start, stop):
@@ -231,20 +232,26 @@ Each step's Locust CSVs are in this folder.</p>
 
 class CpuSampler:
     """A container's CPU counter every second, read by one `docker exec` that runs until the
-    sampler closes its input."""
+    sampler closes its input. Entering waits for the first sample, since starting the exec took
+    seconds on a loaded machine, and the step's first seconds must be covered."""
 
     def __init__(self, container):
         self.samples = []
+        self._first = threading.Event()
         self._process = subprocess.Popen(["docker", "exec", "-i", container, "bash", "-c", CPU_SAMPLES],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, text=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def _read(self):
-        self.samples.extend(cpu_samples(self._process.stdout))
+        for sample in cpu_samples(self._process.stdout):
+            self.samples.append(sample)
+            self._first.set()
+        self._first.set()  # the exec ended without a sample: the step shows "?"
 
     def __enter__(self):
         self._thread.start()
+        self._first.wait(timeout=FIRST_SAMPLE_WAIT_SECONDS)
         return self
 
     def __exit__(self, *exc):

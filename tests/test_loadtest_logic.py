@@ -23,7 +23,7 @@ def test_cpu_counters_of_cgroup_v1_and_v2():
 def test_cpu_samples_are_read_from_the_stream_of_blocks():
     stream = ["1700000000.25\n", "usage_usec 2500000\n", "user_usec 2000000\n", "\n",
               "1700000001.25\n", "1500000000\n", "\n", "1700000002.25\n", "usage_usec 2"]
-    assert loadtest.cpu_samples(stream) == [(1700000000.25, 2.5), (1700000001.25, 1.5)]
+    assert list(loadtest.cpu_samples(stream)) == [(1700000000.25, 2.5), (1700000001.25, 1.5)]
 
 
 def test_cpu_share_uses_the_samples_inside_the_window():
