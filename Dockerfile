@@ -7,8 +7,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 
-# /opt/otree-server/bin first: its `otree` is oTree's command with the stack's render cache
-# (otree_server/render_cache.py, OTREE_RENDER_CACHE), for the server, the bots and every command.
+# /opt/otree-server/bin first: its `otree` is oTree's command with the stack's render cache and
+# compiled lookups (otree_server/render_cache.py, compiled_lookups.py), for the server, the bots
+# and every command.
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/otree-server/bin:/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 

@@ -1,9 +1,10 @@
 """The stack against bare oTree: the same participants against `otree prodserver` alone (the
 stack's own oTree image, with a Postgres of its own from the stack's postgres image, no proxy, on
 a loopback port) and against the whole stack (nginx, TLS, the same image), alternated, with the
-stack's render cache off and then on (OTREE_RENDER_CACHE). Bare oTree is started with oTree's own
-`otree` command (/opt/venv/bin/otree), not the image's, so it runs as it comes: no render cache and
-none of the foreign-key indexes the stack's oTree adds at its start.
+stack's oTree in three settings (MODES): both of its speed-ups off, only the compiled lookups on,
+both on (OTREE_RENDER_CACHE, OTREE_COMPILED_LOOKUPS). Bare oTree is started with oTree's own
+`otree` command (/opt/venv/bin/otree), not the image's, so it runs as it comes: neither speed-up
+and none of the foreign-key indexes the stack's oTree adds at its start.
 
     .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 80] [--pairs 9] ...
 
@@ -45,6 +46,10 @@ NAME = "otreespeed-bench"
 PORTS = {"HTTP_PORT": "19880", "HTTPS_PORT": "19843", "STUDY_PORTS": "19850-19853"}
 BARE_PORT = 19890
 OTREE_AS_IT_COMES = ["/opt/venv/bin/otree", "prodserver", "0.0.0.0:8000"]
+# name: the stack's settings for it.
+MODES = {"both off": dict(OTREE_RENDER_CACHE="off", OTREE_COMPILED_LOOKUPS="off"),
+         "render cache off": dict(OTREE_RENDER_CACHE="off", OTREE_COMPILED_LOOKUPS="on"),
+         "both on": dict(OTREE_RENDER_CACHE="on", OTREE_COMPILED_LOOKUPS="on")}
 FORMS = [("consent/Consent", {"consent": "True"}), ("demographics/Demographics", {"age": "30", "gender": "Female"}),
          ("questionnaire/Questionnaire", {"understood": "6", "fairness": "5", "strategy": "even split"})]
 
@@ -173,13 +178,13 @@ def stack_settings(directory):
     return Stack(path)
 
 
-def set_render_cache(stack, value):
-    """As the README says to: checked, written, and oTree recreated with it."""
-    invoke(stack.env_path, "config", "--set", f"OTREE_RENDER_CACHE={value}")
+def set_speed_ups(stack, values):
+    """As the README says to: checked, written, and oTree recreated with them."""
+    invoke(stack.env_path, "config", *(part for key, value in values.items() for part in ("--set", f"{key}={value}")))
 
 
 def report(rows, label, index, unit):
-    """Medians per target and the per-pair ratios stack/bare, for one figure of one cache setting."""
+    """Medians per target and the per-pair ratios stack/bare, for one figure of one mode."""
     bare_values = [row["bare"][index] for row in rows]
     stack_values = [row["stack"][index] for row in rows]
     ratios = [s / b for s, b in zip(stack_values, bare_values)]
@@ -191,7 +196,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--participants", type=int, default=80, help="participants per flow run (default 80)")
     parser.add_argument("--concurrency", type=int, default=10, help="clients at once (default 10)")
-    parser.add_argument("--pairs", type=int, default=9, help="bare/stack pairs per cache setting (default 9)")
+    parser.add_argument("--pairs", type=int, default=9, help="bare/stack pairs per mode (default 9)")
     parser.add_argument("--seconds", type=float, default=6, help="length of each form page run (default 6)")
     arguments = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # clean up as on Ctrl-C
@@ -207,13 +212,13 @@ def main():
         bare_otree.start()
         targets = {"bare": Target("bare", bare_otree.url, bare_otree.rest_key, f"{bare_otree.name}-otree")}
         results = {}
-        for cache in ("off", "on"):
-            set_render_cache(stack, cache)
+        for mode, values in MODES.items():
+            set_speed_ups(stack, values)
             targets["stack"] = Target("stack", stack.https, stack.values["OTREE_REST_KEY"],
                                       stack.compose("ps", "-q", "otree").stdout.strip())
             for target in targets.values():  # oTree's first pages compile its templates: not measured
                 flow(target, arguments.concurrency, arguments.concurrency)
-            results[cache] = []
+            results[mode] = []
             for pair in range(arguments.pairs):
                 # Each load on both targets back to back, the first of them in turn.
                 order = ("bare", "stack") if pair % 2 == 0 else ("stack", "bare")
@@ -221,12 +226,12 @@ def main():
                 for name in order:
                     row[name] += form_page(targets[name], arguments.seconds, arguments.concurrency)
                 for name in order:
-                    print(f"cache {cache:<3} pair {pair + 1} {name:<5}  flow {row[name][0]:6.1f} req/s p95 "
+                    print(f"{mode:<16} pair {pair + 1} {name:<5}  flow {row[name][0]:6.1f} req/s p95 "
                           f"{row[name][1]:6.1f} ms cpu {row[name][2]:5.2f} ms/req   form page {row[name][3]:6.1f} "
                           f"req/s p95 {row[name][4]:6.1f} ms cpu {row[name][5]:5.2f} ms/req", flush=True)
-                results[cache].append(row)
-        for cache, rows in results.items():
-            print(f"\nStack's render cache {cache} (bare oTree as it comes), medians of {len(rows)} pairs:")
+                results[mode].append(row)
+        for mode, rows in results.items():
+            print(f"\nStack's speed-ups: {mode} (bare oTree as it comes), medians of {len(rows)} pairs:")
             report(rows, "flow requests/s", 0, "req/s")
             report(rows, "flow p95", 1, "ms")
             report(rows, "flow oTree CPU", 2, "ms/req")

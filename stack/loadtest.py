@@ -33,8 +33,8 @@ UNKNOWN_PACE_FACTOR = 50
 # The most participants created for one step before it starts.
 MOST_PER_SESSION = 2000
 # Prints, every second until its input closes, the time and the container's CPU counter (cgroup
-# v2 usage_usec or v1 nanoseconds), then an empty line. One `docker exec` for the whole step: one
-# per sample took seconds on a loaded machine, leaving a short step without two samples.
+# v2 usage_usec or v1 nanoseconds), then an empty line. One `docker exec` for the whole step
+# (CpuSampler), since starting one takes seconds on a loaded machine.
 CPU_SAMPLES = ("while :; do date +%s.%N; cat /sys/fs/cgroup/cpu.stat 2>/dev/null "
                "|| cat /sys/fs/cgroup/cpuacct/cpuacct.usage; echo; read -r -t 1 _; [ $? -gt 128 ] || exit 0; done")
 FIRST_SAMPLE_WAIT_SECONDS = 60

@@ -42,6 +42,7 @@ STUDY_DEFAULTS = {
     "OTREE_SECRET_KEY": "",
     "OTREE_PROJECT_DIR": "otree_project",
     "OTREE_RENDER_CACHE": "on",
+    "OTREE_COMPILED_LOOKUPS": "on",
     "POSTGRES_PASSWORD": "",
     "DOMAIN": "",
     "HTTPS_PORT": "",

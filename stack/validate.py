@@ -109,9 +109,10 @@ def study_problems(values):
                      "database URL). Choose another, e.g. `openssl rand -hex 24`.")
     if any(c.isspace() for c in get("OTREE_ADMIN_PASSWORD")):
         found.append("OTREE_ADMIN_PASSWORD contains white space; choose one without.")
-    if get("OTREE_RENDER_CACHE") not in ("", "on", "off"):
-        found.append(f"OTREE_RENDER_CACHE is {get('OTREE_RENDER_CACHE')!r}; it must be on or off, in lower case "
-                     "(on is the default: oTree's pages served faster, byte for byte the same).")
+    for speedup in ("OTREE_RENDER_CACHE", "OTREE_COMPILED_LOOKUPS"):
+        if get(speedup) not in ("", "on", "off"):
+            found.append(f"{speedup} is {get(speedup)!r}; it must be on or off, in lower case "
+                         "(on is the default: oTree's pages served faster, byte for byte the same).")
 
     found += _domain_problems(values)
     found += _limit_problems(values)

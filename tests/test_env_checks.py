@@ -16,6 +16,8 @@ BAD_CASES = {
     "auth level lower case": ({"OTREE_AUTH_LEVEL": "study"}, "OTREE_AUTH_LEVEL is 'study'; it must be STUDY or DEMO"),
     "auth level mixed case": ({"OTREE_AUTH_LEVEL": "Demo"}, "OTREE_AUTH_LEVEL is 'Demo'; it must be STUDY or DEMO"),
     "render cache not on or off": ({"OTREE_RENDER_CACHE": "yes"}, "OTREE_RENDER_CACHE is 'yes'; it must be on or off"),
+    "compiled lookups in capitals": ({"OTREE_COMPILED_LOOKUPS": "OFF"},
+                                     "OTREE_COMPILED_LOOKUPS is 'OFF'; it must be on or off"),
     "limit not a number": ({"CPU_LIMIT": "all"}, "CPU_LIMIT 'all' is not valid"),
     "admin password missing": ({"OTREE_ADMIN_PASSWORD": ""}, "OTREE_ADMIN_PASSWORD is missing"),
     "admin password weak": ({"OTREE_ADMIN_PASSWORD": "password"}, "OTREE_ADMIN_PASSWORD is too weak"),

@@ -1,11 +1,11 @@
-"""The render cache (otree_server/render_cache.py) leaves every page byte for byte as oTree
-renders it, its lookups find what oTree's own find (with their SQL compiled once), the bots
-pass with it on and off, and an oTree version the tests have not proven runs without it, saying
-so in the log.
+"""The render cache and the compiled lookups (otree_server/render_cache.py, compiled_lookups.py)
+leave every page byte for byte as oTree renders it, the compiled lookups find what oTree's own
+find (with their SQL compiled once), the bots pass with each on and off, and an oTree version
+the tests have not proven runs without either, saying so in the log.
 
 How the pages are compared, and why this is sound: one `otree prodserver` process from the real
 oTree image, on its own real Postgres (tests/bare.py), renders every request twice, first as
-oTree comes and then with the cache's replacements in place (tests/render_cache_toggle.py
+oTree comes and then with both speed-ups' replacements in place (tests/render_cache_toggle.py
 switches them per request, by a header), against the same database state, and nothing else
 writes to that database. Two servers on one database would break oTree's one-process rule, and
 two databases would differ in their random participant codes. The cache stays filled between
@@ -29,7 +29,7 @@ from tests.conftest import TEST_STACK, _OFFSET
 from tests.helpers import REPO_ROOT
 
 TOGGLE = os.path.join(REPO_ROOT, "tests", "render_cache_toggle.py")
-LOOKUPS = os.path.join(REPO_ROOT, "tests", "render_cache_lookups.py")
+LOOKUPS = os.path.join(REPO_ROOT, "tests", "compiled_lookups_check.py")
 MASKS = [(re.compile(rb'(name="csrftoken" value=")[^"]*'), rb"\1<csrf>"),
          (re.compile(rb"(var remainingTimeoutSeconds = )[-0-9.e]+"), rb"\1<seconds>")]
 ERROR_MARKERS = (b"form-control-errors", b"otree-form-errors")
@@ -73,7 +73,7 @@ def masked(body):
 
 
 class Comparison:
-    """Sends each request twice, without and with the cache, and keeps what differed."""
+    """Sends each request twice, without and with the speed-ups, and keeps what differed."""
 
     def __init__(self, base):
         self.base = base
@@ -93,7 +93,7 @@ class Comparison:
         return answers[0]
 
     def once(self, http, method, path, data=None):
-        """A request that changes the state (a valid form): sent once, in turn without and with the cache."""
+        """A request that changes the state (a valid form): sent once, in turn without and with the speed-ups."""
         headers = {"x-render-cache": "on"} if next(self._cached) else {}
         return http.request(method, self.base + path, data=data, allow_redirects=False, timeout=60, headers=headers)
 
@@ -156,7 +156,7 @@ def server(request, postgres_image):
     started.stop()
 
 
-def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
+def test_every_page_is_byte_identical_with_and_without_the_speed_ups(server):
     name, otree = server
     project = PROJECTS[name]
     session = otree.rest("POST", "/api/sessions", json=dict(session_config_name=project["config"],
@@ -182,17 +182,18 @@ def test_every_page_is_byte_identical_with_and_without_the_render_cache(server):
     assert comparison.differences == [], "\n\n".join(
         f"{method} {path} {data}: the cached page differs\n--- without\n{plain[:3000]}\n--- with\n{cached[:3000]}"
         for method, path, data, plain, cached in comparison.differences[:3])
-    assert "Render cache" not in otree.logs()  # the toggle applied it; the image's launcher did not
+    logs = otree.logs()  # the toggle applied them; the image's launcher did not
+    assert "Render cache" not in logs and "Compiled lookups" not in logs
 
 
 def test_the_lookups_find_what_otree_finds_with_their_sql_compiled_once():
-    """Each lookup twice in one process, without and then with the cache: the same row or the same
-    error, and with the cache nothing compiled the second time, unless the lookup is one it leaves
+    """Each lookup twice in one process, without and then with the compiled lookups: the same row or
+    the same error, and with them nothing compiled the second time, unless the lookup is one they leave
     to oTree (no row, a None, a participant not in the database), which compiles as before."""
     image = bare.build_otree_image(f"{TEST_STACK}-render-example", PROJECTS["example"]["folder"])
     result = bare.docker("run", "--rm", "-e", "OTREE_PRODUCTION=1", "-v",
-                         f"{LOOKUPS}:/opt/render-cache-test/render_cache_lookups.py:ro", image,
-                         "python", "/opt/render-cache-test/render_cache_lookups.py", "prolific_study", check=False)
+                         f"{LOOKUPS}:/opt/render-cache-test/compiled_lookups_check.py:ro", image,
+                         "python", "/opt/render-cache-test/compiled_lookups_check.py", "prolific_study", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     left_to_otree = {"participant by unknown code", "player in a round that does not exist", "player with round None",
@@ -206,20 +207,23 @@ def test_the_lookups_find_what_otree_finds_with_their_sql_compiled_once():
     assert report["player by participant and round"]["cached"].startswith("Player ")
 
 
-@pytest.mark.parametrize("setting, said", [("on", "Render cache on:"),
-                                           ("off", "Render cache off (OTREE_RENDER_CACHE=off)")])
+@pytest.mark.parametrize("render_cache, compiled_lookups", [("on", "on"), ("off", "on"), ("off", "off")])
 @pytest.mark.parametrize("project", sorted(PROJECTS))
-def test_the_bots_pass_with_the_render_cache_on_and_off(project, setting, said):
+def test_the_bots_pass_with_the_speed_ups_on_and_off(project, render_cache, compiled_lookups):
     image = bare.build_otree_image(f"{TEST_STACK}-render-{project}", PROJECTS[project]["folder"])
-    result = bare.docker("run", "--rm", "-e", "OTREE_PRODUCTION=1", "-e", f"OTREE_RENDER_CACHE={setting}", image,
+    result = bare.docker("run", "--rm", "-e", "OTREE_PRODUCTION=1", "-e", f"OTREE_RENDER_CACHE={render_cache}",
+                         "-e", f"OTREE_COMPILED_LOOKUPS={compiled_lookups}", image,
                          "otree", "test", PROJECTS[project]["config"], str(PROJECTS[project]["participants"]),
                          check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Bots completed session" in output, output[-3000:]
-    assert said in output
+    assert (f"Render cache {render_cache}:" if render_cache == "on" else
+            "Render cache off (OTREE_RENDER_CACHE=off)") in output
+    assert (f"Compiled lookups {compiled_lookups}:" if compiled_lookups == "on" else
+            "Compiled lookups off (OTREE_COMPILED_LOOKUPS=off)") in output
 
 
-def test_an_unproven_otree_version_runs_without_the_cache_and_says_why():
+def test_an_unproven_otree_version_runs_without_the_speed_ups_and_says_why():
     """oTree 6.0.15's own code under another version number: the launcher must not touch it."""
     image = bare.build_otree_image(f"{TEST_STACK}-render-example", PROJECTS["example"]["folder"])
     script = ("cp -r /opt/venv/lib/python3.13/site-packages/otree /tmp/otree && "
@@ -229,6 +233,7 @@ def test_an_unproven_otree_version_runs_without_the_cache_and_says_why():
                          check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Bots completed session" in output, output[-3000:]
-    assert ("Render cache skipped: it is proven on oTree 6.0.15 only, and this is oTree 6.0.99. Pages are "
-            "served as oTree renders them") in output
-    assert "Render cache on" not in output
+    for speed_up in ("Render cache", "Compiled lookups"):
+        assert (f"{speed_up} skipped: it is proven on oTree 6.0.15 only, and this is oTree 6.0.99. Pages are "
+                "served as oTree serves them") in output
+        assert f"{speed_up} on" not in output

@@ -1,9 +1,9 @@
 """Runs inside the oTree image, for tests/test_render_cache.py: oTree's lookups with and without the
-render cache's replacements, on one in-memory database, in one process. Prints, as JSON, for each
+compiled lookups (otree_server/compiled_lookups.py), on one in-memory database, in one process. Prints, as JSON, for each
 lookup whether both found the same row (or raised the same error) and how many SQL statements
 SQLAlchemy compiled for the second of two calls.
 
-    python /opt/render-cache-test/render_cache_lookups.py CONFIG"""
+    python /opt/render-cache-test/compiled_lookups_check.py CONFIG"""
 import json
 import os
 import sys
@@ -11,7 +11,7 @@ import sys
 os.environ["OTREE_IN_MEMORY"] = "1"
 sys.path.insert(0, "/opt/otree-server")
 import otree.main  # noqa: E402
-import render_cache  # noqa: E402
+import compiled_lookups  # noqa: E402
 
 otree.main.setup()
 from sqlalchemy.sql import compiler  # noqa: E402
@@ -20,7 +20,7 @@ from otree.database import db  # noqa: E402
 from otree.models import Participant, Session  # noqa: E402
 from otree.session import SESSION_CONFIGS_DICT, create_session  # noqa: E402
 
-replacements = render_cache.replacements()
+replacements = compiled_lookups.replacements()
 compiled = []
 compile_sql = compiler.SQLCompiler.__init__
 
