@@ -1,7 +1,7 @@
 """Runs inside the oTree image, for tests/test_render_cache.py: oTree's lookups with and without the
-compiled lookups (otree_server/compiled_lookups.py), on one in-memory database, in one process. Prints, as JSON, for each
-lookup whether both found the same row (or raised the same error) and how many SQL statements
-SQLAlchemy compiled for the second of two calls.
+compiled lookups (otree_server/compiled_lookups.py), on one in-memory database, in one process.
+Prints, as JSON, for each lookup whether both found the same row (or raised the same error) and
+how many SQL statements SQLAlchemy compiled for the second of two calls.
 
     python /opt/render-cache-test/compiled_lookups_check.py CONFIG"""
 import json
