@@ -1,5 +1,6 @@
 """Helpers for the end-to-end tests: run the README's invoke tasks, query the real Postgres."""
 import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -89,3 +90,32 @@ def load_env(path):
     study = loaded.studies[0]
     raw = envfile.load(study.env_path)
     return {**envfile.load(path), **raw}
+
+
+def tree_digest(path):
+    """A sha256 over everything under path: each file's and folder's relative path, mode and size,
+    a file's content hash, a symlink's target (not followed). Equal digests before and after a
+    command mean it changed nothing there; a missing path has its own digest."""
+    digest = hashlib.sha256()
+    if not os.path.lexists(path):
+        digest.update(b"missing")
+        return digest.hexdigest()
+    if not os.path.isdir(path) or os.path.islink(path):
+        entries = [(os.path.basename(path), path)]
+    else:
+        entries = []
+        for folder, dirs, files in os.walk(path):
+            for name in dirs + files:
+                full = os.path.join(folder, name)
+                entries.append((os.path.relpath(full, path), full))
+    for relative, full in sorted(entries):
+        info = os.lstat(full)
+        if os.path.islink(full):
+            content = "link:" + os.readlink(full)
+        elif os.path.isfile(full):
+            with open(full, "rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").hexdigest()
+        else:
+            content = "folder" if os.path.isdir(full) else "other"
+        digest.update(f"{relative}\0{info.st_mode:o}\0{info.st_size}\0{content}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
