@@ -5,6 +5,8 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
 import threading
 import time
 import zipfile
@@ -175,15 +177,52 @@ def test_no_page_time_is_lost_across_down_and_up_and_a_stopped_stack_is_refused(
     assert refused.returncode == 1 and "is not running, so there is nothing to export from" in refused.stderr
     assert "invoke up" in refused.stderr and os.listdir(tmp_path) == []
     stack.invoke("up")
-    saved = stack.sql("SELECT line FROM otree_pagetimebatch, regexp_split_to_table(text, E'\\n') AS line "
-                      f"WHERE line LIKE '{session['code']},%'")
-    assert sorted((row[2], int(row[3]), row[5]) for row in (line.split(",") for [line] in saved)) == before
+    assert saved_page_times(stack, session["code"]) == before
 
     play_together(participants)
     _, files = export(stack, tmp_path)
     completed = sorted(page for participant in participants for page in participant.completed)
     assert len(completed) == 3 * PAGES_PER_PARTICIPANT
     assert page_time_rows(files, session["code"]) == completed
+
+
+def saved_page_times(stack, session_code):
+    """The page-time rows in the database (not in oTree's memory) of one session."""
+    saved = stack.sql("SELECT line FROM otree_pagetimebatch, regexp_split_to_table(text, E'\\n') AS line "
+                      f"WHERE line LIKE '{session_code},%'")
+    return sorted((row[2], int(row[3]), row[5]) for row in (line.split(",") for [line] in saved))
+
+
+def test_a_crash_of_otree_mid_session_loses_no_page_time_of_an_acknowledged_page(stack):
+    session = stack.create_session(3)
+    participants = join(session, 3, "K")
+    play_together(participants, "Contribute")  # every page before it acknowledged
+    acknowledged = sorted(page for participant in participants for page in participant.completed)
+    container = stack.compose("ps", "--quiet", "otree").stdout.strip()
+    pid = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", container], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    # A crash (killed from the host, so Docker's restart policy starts it again), not a stop: no
+    # flush of oTree's memory can run.
+    os.kill(int(pid), signal.SIGKILL)
+    deadline = time.time() + 120
+    while subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", container], capture_output=True,
+                         text=True).stdout.strip() in (pid, "0"):
+        assert time.time() < deadline, "oTree was not restarted after its crash"
+        time.sleep(0.5)
+    assert saved_page_times(stack, session["code"]) == acknowledged
+    assert "Page times are saved with each page" in stack.otree_log()
+    wait_healthy(stack, container)
+    play_together(participants)  # they finish after the restart, and nothing was counted twice
+    completed = sorted(page for participant in participants for page in participant.completed)
+    assert saved_page_times(stack, session["code"]) == completed
+
+
+def wait_healthy(stack, container, timeout=120):
+    deadline = time.time() + timeout
+    while subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", container],
+                         capture_output=True, text=True).stdout.strip() != "healthy":
+        assert time.time() < deadline, f"oTree was not healthy again after {timeout} s"
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("options, message", [
