@@ -25,6 +25,9 @@ RUN python /opt/otree-server/collect_static.py /app /srv/static
 
 # oTree opens ./db.sqlite3 at import even when it uses Postgres; point that at a scratch file.
 RUN rm -f /app/db.sqlite3 && ln -s /tmp/unused-db.sqlite3 /app/db.sqlite3
+# The stack's otree command (first on PATH) needs its run bit, whatever mode it arrived with (a
+# copy made on Windows has none); set here, after the project, so requirements stay cached.
+RUN chmod 755 /opt/otree-server/bin/otree
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin otree
 USER otree
 WORKDIR /app

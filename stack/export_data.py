@@ -46,7 +46,7 @@ def run(study=None, session=None, app=None, output=None):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _summary(folder, manifest)
+    _summary(folder, manifest, hashlib.sha256(data).hexdigest())
     return folder
 
 
@@ -133,9 +133,11 @@ def _publish(output, staging, data, exported_at):
     return folder
 
 
-def _summary(folder, manifest):
+def _summary(folder, manifest, zip_sha256):
     shown = os.path.relpath(folder) if folder.startswith(os.getcwd() + os.sep) else folder
     step(f"Exported to {shown}/ and {shown}.zip")
+    # The zip's own checksum, recorded as it is written: `export-data --on` checks its copy against it.
+    info(f"{os.path.basename(folder)}.zip has sha256 {zip_sha256}")
     info(f"{len(manifest['sessions'])} session(s), {manifest['participants']} participant(s); "
          f"{MANIFEST} lists them, the options and each file's sha256:")
     for entry in manifest["files"]:
