@@ -1,11 +1,16 @@
 """Pure logic of the monitor and of `invoke status`'s load lines: nginx's request records summed
 per minute, the windows and percentiles, one alert per cause per hour, CPU shares, the newest
 exception in oTree's log, the warnings, and the alert settings' checks."""
+import http.server
 import json
+import random
+import string
+import threading
 
 import pytest
 
 from backup.otree_backup import report
+from monitor.otree_monitor import __main__ as monitor_main
 from monitor.otree_monitor import alerts, checks, traffic
 from stack import load, validate
 
@@ -50,7 +55,7 @@ def test_only_errors_oTree_answered_count_not_the_maintenance_page():
                              record(NOW - 40, status=503, upstream_status="502"),  # oTree stopped: maintenance page
                              record(NOW - 30, status=503, upstream_status="-"))  # `invoke maintenance on`
     assert errors == [True, False, False]
-    assert studies["s"]["last_error"] == {"t": NOW - 50, "uri": "/p/abcd1234/crash/Crash/2", "status": 500}
+    assert studies["s"]["last_error"] == {"t": NOW - 50, "uri": "/p/*/crash/Crash/2", "status": 500}
 
 
 def test_windows_and_pruning_keep_only_the_last_hour():
@@ -171,3 +176,125 @@ def test_study_health_alerts_for_a_failed_backup_and_an_otree_that_stays_down(tm
     assert causes == ["backup:s", "unhealthy:s"]
     report.write("s", None, None, NOW + 120)
     assert checks.study_health([json.loads((tmp_path / "s.json").read_text())], NOW + 600) == []
+
+
+def request_line(t, uri, status=404, study="s"):
+    return json.dumps({"t": t, "study": study, "uri": uri, "status": status, "upstream_status": str(status),
+                       "upstream_time": "0.003"}) + "\n"
+
+
+def random_paths(generator, count):
+    """Made-up /p/ paths, as a scanner or a flood sends them: codes of any length and alphabet,
+    and well-formed codes of participants who do not exist."""
+    alphabet = string.ascii_letters + string.digits + "-_.~%"
+    paths = []
+    for index in range(count):
+        if index % 2:
+            code = "".join(generator.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        else:
+            code = "".join(generator.choice(alphabet) for _ in range(generator.randint(1, 40)))
+        paths.append(f"/p/{code}/app/Page/{generator.randint(1, 9)}")
+    return paths
+
+
+@pytest.fixture
+def monitor_folders(tmp_path, monkeypatch):
+    """The monitor's folders (nginx's request log, the proxy's studies, the health reports) in tmp_path."""
+    for name, constant in (("log", "LOG_DIR"), ("edge", "EDGE"), ("health", "HEALTH")):
+        (tmp_path / name).mkdir()
+        monkeypatch.setattr(monitor_main, constant, str(tmp_path / name))
+    return tmp_path
+
+
+def test_a_flood_of_random_participant_paths_leaves_the_state_under_a_fixed_size(monitor_folders):
+    """10,000 made-up /p/ paths a minute for 4 minutes, read by the monitor's own check: the
+    participants it remembers stop at MAX_PARTICIPANTS (about 24 bytes each)."""
+    generator = random.Random(22)
+    state = {"files": {}, "studies": {}, "sent": {}}
+    config = {key: "" for key in monitor_main.SETTINGS}
+    log = monitor_folders / "log" / "requests-2027-01-15T08.log"
+    sizes = []
+    for minute in range(4):
+        now = NOW + minute * 60
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.writelines(request_line(now - 30, path) for path in random_paths(generator, 10_000))
+        monitor_main.check(config, state, now, slow_due=False)
+        sizes.append(len(json.dumps(state)))
+    assert max(sizes) < 160_000, sizes
+    assert len(state["studies"]["s"]["participants"]) == traffic.MAX_PARTICIPANTS
+    figures = traffic.window(state["studies"]["s"], NOW + 4 * 60, 60)
+    assert figures["requests_per_minute"] == pytest.approx(4 * 10_000 / 60)
+
+
+@pytest.mark.parametrize("uri, counted", [
+    ("/p/abcd1234/app/Page/1", True),
+    ("/InitializeParticipant/zzzz9999", True),
+    ("/p/abcd1234", True),
+    ("/p/ABCD1234/app/Page/1", False),  # oTree's codes are lower case
+    ("/p/abcd123/app/Page/1", False),  # 7 characters
+    ("/p/abcd12345/app/Page/1", False),  # 9
+    ("/p/abcd-234/app/Page/1", False),
+    ("/p/abcd1234%2F/app/Page/1", False),
+])
+def test_only_well_formed_participant_codes_are_counted(uri, counted):
+    studies, _ = summed(record(NOW - 30, uri=uri))
+    assert traffic.window(studies["s"], NOW, 5)["participants"] == (1 if counted else 0)
+    assert traffic.window(studies["s"], NOW, 5)["requests_per_minute"] == pytest.approx(1 / 5)
+
+
+def test_a_participant_is_counted_once_in_each_window_they_were_seen_in():
+    studies, _ = summed(record(NOW - 50 * 60), record(NOW - 2 * 60, uri="/p/abcd1234/app/Other/2"),
+                        record(NOW - 40 * 60, uri="/p/efgh5678/app/Page/1"))
+    assert traffic.window(studies["s"], NOW, 5)["participants"] == 1
+    assert traffic.window(studies["s"], NOW, 60)["participants"] == 2
+    traffic.prune(studies, NOW + 30 * 60)  # efgh5678 was last seen 70 minutes before
+    assert list(studies["s"]["participants"]) == ["abcd1234"]
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):
+        Receiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_alert_names_the_page_but_not_the_participants_code(monitor_folders):
+    """Server errors read from the request log, and the alert as a webhook receives it on a real socket."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received.clear()
+    config = dict({key: "" for key in monitor_main.SETTINGS}, STACK_NAME="lab",
+                  ALERT_WEBHOOK_URL=f"http://127.0.0.1:{server.server_address[1]}/hook")
+    codes = ["k3x9q2ma", "b7tz4w1c"]
+    lines = [request_line(NOW - 20, f"/InitializeParticipant/{codes[0]}", status=500),
+             request_line(NOW - 10, f"/p/{codes[1]}/crash/Crash/2", status=500)]
+    (monitor_folders / "log" / "requests-2027-01-15T08.log").write_text("".join(lines))
+    state = {"files": {}, "studies": {}, "sent": {}}
+    try:
+        monitor_main.check(config, state, NOW, slow_due=False)
+    finally:
+        server.shutdown()
+    (alert,) = Receiver.received
+    assert alert["page"] == "/p/*/crash/Crash/2" and "on /p/*/crash/Crash/2" in alert["text"]
+    assert state["studies"]["s"]["last_error"]["uri"] == "/p/*/crash/Crash/2"  # as `invoke status` shows it
+    for code in codes:
+        assert code not in json.dumps(alert) and code not in json.dumps(state["studies"]["s"]["last_error"])
+
+
+@pytest.mark.parametrize("uri, page", [
+    ("/p/abcd1234/app/Page/3", "/p/*/app/Page/3"),
+    ("/InitializeParticipant/abcd1234", "/InitializeParticipant/*"),
+    ("/join/bafudoze", "/join/*"),
+    ("/MTurkStart/abc12345", "/MTurkStart/*"),
+    ("/OutOfRangeNotification/abcd1234", "/OutOfRangeNotification/*"),
+    ("/p/not-a-code-at-all/x", "/p/*/x"),
+    ("/room/prolific", "/room/prolific"),
+    ("/SessionMonitor/abc", "/SessionMonitor/abc"),
+])
+def test_the_page_is_named_without_the_code_that_logs_in(uri, page):
+    assert traffic.page_name(uri) == page

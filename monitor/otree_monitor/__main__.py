@@ -61,16 +61,18 @@ def new_lines(offsets):
 
 
 def error_alerts(errors):
-    """One alert per study whose participants hit server errors since the last check."""
+    """One alert per study whose participants hit server errors since the last check. It names the
+    page, not the participant: a participant's code in a mail is a link that logs in as them."""
     found = []
     for study, records in sorted(errors.items()):
         newest = max(records, key=lambda record: record["t"])
+        page = traffic.page_name(newest["uri"])
         moment = datetime.datetime.fromtimestamp(newest["t"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         found.append({"cause": f"server-errors:{study}", "study": study, "errors": len(records),
-                      "page": newest["uri"], "status": newest["status"], "time": moment,
+                      "page": page, "status": newest["status"], "time": moment,
                       "subject": f"Participants of study {study} hit server errors",
                       "text": f"{len(records)} request(s) of study {study} ended in a server error (HTTP "
-                              f"{newest['status']}); the newest at {moment} on {newest['uri']}. "
+                              f"{newest['status']}); the newest at {moment} on {page}. "
                               f"`invoke status --study {study}` shows the exception, and "
                               f"`invoke logs --study {study} --service otree` the traceback."})
     return found

@@ -8,7 +8,15 @@ import re
 # What a participant's browser asks oTree for: their pages (GET and the form's POST), the start
 # links and room pages. Websockets (wait and live pages) stay open for minutes: not page times.
 PARTICIPANT_PAGE = re.compile(r"^/(p|InitializeParticipant|join|room|MTurkStart)/")
-PARTICIPANT_CODE = re.compile(r"^/(?:p|InitializeParticipant)/([a-z0-9]+)")
+# oTree's participant codes: 8 of a-z and 0-9 (otree/common.py, random_chars_8). Anything else
+# in their place is no participant, so a flood of made-up paths adds no one.
+PARTICIPANT_CODE = re.compile(r"^/(?:p|InitializeParticipant)/([a-z0-9]{8})(?:/|$)")
+# The path segment after these is a login link (a participant's code, a session's join or start
+# code): alerts and `invoke status` name the page with it replaced by "*".
+LINK_CODE = re.compile(r"^/(p|InitializeParticipant|join|MTurkStart|OutOfRangeNotification)/[^/]*")
+# Participants remembered per study for the counts of the last hour; past this many the oldest
+# seen are forgotten, so the state stays small whatever paths arrive.
+MAX_PARTICIPANTS = 5000
 WEBSOCKET = 101
 # Page times are kept as a histogram with buckets 10% apart: p50 and p95 of an hour of
 # requests at any rate, in a few hundred numbers.
@@ -48,7 +56,21 @@ def bucket_seconds(index):
 
 
 def empty_minute():
-    return {"requests": 0, "times": {}, "errors": 0, "participants": []}
+    return {"requests": 0, "times": {}, "errors": 0}
+
+
+def page_name(uri):
+    """The page without the code that logs a participant in: /p/*/app/Page/3."""
+    return LINK_CODE.sub(lambda found: f"/{found.group(1)}/*", uri, count=1)
+
+
+def _seen(study, code, minute):
+    """Remember when a participant was last seen, newest last; forget the oldest past the cap."""
+    participants = study.setdefault("participants", {})
+    participants.pop(code, None)
+    participants[code] = minute
+    while len(participants) > MAX_PARTICIPANTS:
+        del participants[next(iter(participants))]
 
 
 def add(studies, record):
@@ -65,11 +87,11 @@ def add(studies, record):
             key = str(bucket(float(upstream_time)))
             counts["times"][key] = counts["times"].get(key, 0) + 1
         code = PARTICIPANT_CODE.match(uri)
-        if code and code.group(1) not in counts["participants"]:
-            counts["participants"].append(code.group(1))
+        if code:
+            _seen(study, code.group(1), int(minute))
     if is_server_error(record):
         counts["errors"] += 1
-        study["last_error"] = {"t": float(record["t"]), "uri": uri, "status": status}
+        study["last_error"] = {"t": float(record["t"]), "uri": page_name(uri), "status": status}
         return True
     return False
 
@@ -78,6 +100,8 @@ def prune(studies, now):
     oldest = now - KEEP_MINUTES * 60
     for study in studies.values():
         study["minutes"] = {minute: counts for minute, counts in study["minutes"].items() if int(minute) >= oldest}
+        study["participants"] = {code: minute for code, minute in study.get("participants", {}).items()
+                                 if minute >= oldest}
 
 
 def percentile(times, fraction):
@@ -96,17 +120,17 @@ def window(study, now, minutes):
     """The last `minutes` minutes of one study: requests per minute, p50 and p95 page time in
     seconds (None without requests), server errors, participants seen."""
     start = now - minutes * 60
-    times, requests, errors, participants = {}, 0, 0, set()
+    times, requests, errors = {}, 0, 0
     for minute, counts in study.get("minutes", {}).items():
         if int(minute) + 60 <= start:
             continue
         requests += counts["requests"]
         errors += counts["errors"]
-        participants.update(counts["participants"])
         for index, count in counts["times"].items():
             times[index] = times.get(index, 0) + count
     return {"minutes": minutes, "requests_per_minute": requests / minutes, "p50": percentile(times, 0.5),
-            "p95": percentile(times, 0.95), "errors": errors, "participants": len(participants)}
+            "p95": percentile(times, 0.95), "errors": errors,
+            "participants": sum(1 for minute in study.get("participants", {}).values() if minute + 60 > start)}
 
 
 def report(studies, now):
