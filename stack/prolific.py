@@ -25,12 +25,18 @@ USER_ERROR = 2  # the container script's exit code for a mistake the user can fi
 DEFAULT_FOLDER = os.path.join(REPO_ROOT, "exports")
 ACTIONS = ("link", "bonuses", "report", "blocklist")
 
-# Prolific's participant IDs are 24 lower-case hexadecimal characters (MongoDB object IDs).
-PROLIFIC_ID = re.compile(r"^[0-9a-f]{24}$")
+# Prolific's participant IDs are 24 lower-case hexadecimal characters (MongoDB object IDs); \Z, as
+# $ would let a line break after them into the bonus file.
+PROLIFIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 COMPLETION_PREFIX = "https://app.prolific.com/submissions/complete?cc="
 # Codes that are obviously still the example's or a template's, not the study's own.
 PLACEHOLDER_CODE = re.compile(r"example|xxx|your|todo|change|placeholder|[{}<>\[\]]|^$", re.IGNORECASE)
 CENT = Decimal("0.01")
+# A cell a spreadsheet runs as a formula (=HYPERLINK(...) sends the researcher's data away), unless
+# it is a plain number; and characters that split a cell or rewrite a terminal.
+FORMULA_START = ("=", "+", "-", "@")
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def run(action, study=None, room=None, config=None, session=None, output=None):
@@ -142,7 +148,7 @@ def report(ctx, code, output):
     repeats = [row for row in rows if row["earlier_sessions"]]
     if repeats:
         warn(f"{len(repeats)} Prolific ID(s) already took part in an earlier session of this study: "
-             + ", ".join(f"{row['prolific_id']} ({row['earlier_sessions']})" for row in repeats)
+             + ", ".join(f"{neutral(row['prolific_id'])} ({row['earlier_sessions']})" for row in repeats)
              + ". Keep them out of the next one with `invoke prolific blocklist`.")
     info(f"Written to {_shown(path)}")
     return path
@@ -215,7 +221,7 @@ def bonus_refusal(data, lines):
     if not entered:
         return f"Nobody has started session {code} yet, so there are no bonuses."
     if not any(p["label"] and PROLIFIC_ID.match(p["label"]) for p in entered):
-        labels = sorted({p["label"] for p in entered if p["label"]})
+        labels = sorted({neutral(p["label"]) for p in entered if p["label"]})
         scheme = f"their labels ({', '.join(labels[:3])}{', ...' if len(labels) > 3 else ''}) are not" if labels \
             else "they have no labels, so none has"
         return (f"None of the {len(entered)} participants of session {code} came through Prolific: {scheme} "
@@ -274,18 +280,28 @@ def report_totals(rows):
             "bonus": f"{sum(Decimal(row['bonus']) for row in done):.2f}"}
 
 
+def neutral(text):
+    """Participant-supplied text (a label comes from the start link) as a spreadsheet and a
+    terminal show it harmlessly: control characters removed, and a quote before text that a
+    spreadsheet would run as a formula. Numbers stay numbers."""
+    text = CONTROL.sub("", text)
+    if text.lstrip().startswith(FORMULA_START) and not PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
 def report_csv(rows):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: neutral(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 
 def report_table(rows):
     """The report for the terminal: the columns needed to approve, reject or chase."""
     header = ["Prolific ID", "status", "started", "finished / stuck on", "min", "timed out", "bonus", "notes"]
-    lines = [[row["prolific_id"] or "-", row["status"], row["started_utc"][5:16].replace("T", " "),
+    lines = [[neutral(row["prolific_id"]) or "-", row["status"], row["started_utc"][5:16].replace("T", " "),
               row["finished_utc"][5:16].replace("T", " ") if row["status"] == "finished" else row["stuck_on_page"],
               row["minutes_on_page"], row["timed_out_pages"] or "-", row["bonus"],
               "; ".join(filter(None, [row["notes"], row["earlier_sessions"] and
@@ -380,10 +396,10 @@ def _ask(ctx, *args):
 def _show_left_out(left_out, duplicates):
     if duplicates:
         warn("A Prolific ID seen more than once in this session: " +
-             ", ".join(f"{label} ({count} times)" for label, count in duplicates.items()) +
+             ", ".join(f"{neutral(label)} ({count} times)" for label, count in duplicates.items()) +
              ". oTree gives a returning ID its old place, so this means labels set by hand: check before paying.")
     if left_out:
         step(f"Left out ({len(left_out)}):")
         for participant, reason in left_out:
             info(f"participant {participant['id_in_session']} ({participant['code']}"
-                 f"{', ' + participant['label'] if participant['label'] else ''}): {reason}")
+                 f"{', ' + neutral(participant['label']) if participant['label'] else ''}): {reason}")

