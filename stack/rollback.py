@@ -9,6 +9,8 @@ from .compose import require_docker
 from .console import StackError, info, step
 
 NO_CHANGES = {"new_tables": [], "new_columns": []}
+# What a deploy records as its changes when its models matched the database (stack/deploy.py).
+NO_SCHEMA_CHANGES = "no changes to the database"
 
 
 def _target(study, records, version):
@@ -72,9 +74,24 @@ def run(study=None, version=None):
         releases.save(ctx.study, records)
         step(f"Release v{number} (the code of v{chosen['number']}) is live: {ctx.https_url()}")
         info(f"Participants saw the maintenance page for {record['downtime_seconds']:.1f} s.")
-        info("The data was not rolled back: tables and columns added by later releases stay, and this code ignores "
-             "them.")
-        backup = current.get("backup_id")
-        if backup:
-            info(f"To put the database back as it was before v{current['number']}, restore its backup (this loses "
-                 f"what participants entered since): invoke restore {backup} --study {ctx.study.name}")
+        changed = first_schema_change(records, chosen)
+        if changed:
+            info("The data was not rolled back: tables and columns added by later releases stay, and this code "
+                 "ignores them.")
+            info(f"To put the database back as it was before v{changed['number']} changed its tables, restore that "
+                 f"release's backup (this loses what participants entered since): invoke restore "
+                 f"{changed['backup_id']} --study {ctx.study.name}")
+        else:
+            info(f"No release since v{chosen['number']} changed the database's tables: the data fits this code as it "
+                 "is, and nothing needs restoring.")
+
+
+def first_schema_change(records, chosen):
+    """The first release after `chosen` whose deploy changed the database's tables (it added tables
+    or columns, which stay even when its switch failed): its backup is the database as `chosen`
+    had it. None when none did, as for releases of code only and rollbacks."""
+    for record in sorted(records, key=lambda record: record["number"]):
+        if record["number"] > chosen["number"] and record.get("backup_id") \
+                and record.get("changes") != [NO_SCHEMA_CHANGES]:
+            return record
+    return None
