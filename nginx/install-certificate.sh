@@ -48,8 +48,14 @@ if ! openssl verify $untrusted "$work/001.pem" >/dev/null 2>&1; then
   echo "warning: the certificate chains to a root that Debian does not trust (a private CA?); participants' browsers will warn unless that root is installed on their machines."
 fi
 
-install -m 644 "$cert" "$certs/fullchain.pem"
-install -m 600 "$key" "$certs/privkey.pem"
+# Whole files only (nginx's watcher reloads when fullchain.pem changes), the key first; then the
+# new marker before the others go: nginx's entrypoint makes a self-signed certificate over the
+# study's files whenever it finds no marker for its name.
+install -m 600 "$key" "$certs/.privkey.pem.new"
+install -m 644 "$cert" "$certs/.fullchain.pem.new"
+mv "$certs/.privkey.pem.new" "$certs/privkey.pem"
+mv "$certs/.fullchain.pem.new" "$certs/fullchain.pem"
+echo "$DOMAIN" > "$certs/.provided-for.new"
+mv "$certs/.provided-for.new" "$certs/provided-for"
 rm -f "$certs/self-signed-for" "$certs/issued-for"
-echo "$DOMAIN" > "$certs/provided-for"
 echo "Installed the certificate for $DOMAIN, valid until $(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2)."
