@@ -14,7 +14,7 @@ from stack import migrate as migrate_module, resetdb as resetdb_module, restore 
 from stack import settings, status as status_module, study as study_module, testing, up as up_module
 from stack import deploy as deploy_module, maintenance as maintenance_module, releases as releases_module
 from stack import config as config_module, loadtest as loadtest_module, prolific as prolific_module, remote, rollback as rollback_module, servers as servers_module, ssh
-from stack import session as session_module
+from stack import names, session as session_module
 from stack.console import StackError
 
 STUDY_HELP = "The study to act on (`invoke studies`); may be left out while the server has only one."
@@ -31,6 +31,34 @@ def _friendly(function):
         except StackError as error:
             raise Exit(f"\033[31merror:\033[0m {error}", code=1)
     return wrapper
+
+
+def _names_checked(function):
+    """The names a task was given follow their rules (stack/names.py) before any file, SSH
+    connection or container is touched; the stack checks them again where it uses them."""
+    @functools.wraps(function)
+    def wrapper(c, *args, **options):
+        _check_names(options)
+        return function(c, *args, **options)
+    return wrapper
+
+
+def _check_names(options):
+    if options.get("study") is not None:
+        names.check_study(options["study"])
+    if options.get("on") is not None:
+        names.check_server(options["on"])
+    if options.get("to") is not None:
+        names.release_number(options["to"])
+    if options.get("tar") is not None:
+        names.check_backup_id(options["tar"])
+    if options.get("source") is not None:
+        names.check_restore_source(options["source"], offsite=options.get("offsite"), here=not options.get("on"))
+    keys = [options.get("get"), options.get("set_secret"), *(options.get("unset") or []),
+            *(pair.partition("=")[0].strip(" ") for pair in options.get("set_") or [])]
+    for key in keys:
+        if key is not None:
+            names.check_config_key(key)
 
 
 def _after_double_dash():
@@ -52,6 +80,7 @@ def _on_server(function):
 
 @task(help={"on": ON_HELP, "study": "Only this study (and the proxy). Without it: the proxy and every study."})
 @_friendly
+@_names_checked
 @_on_server
 def up(c, study=None, on=None):
     """Set up and start the server: settings files with new secrets on first run, checks, build,
@@ -62,6 +91,7 @@ def up(c, study=None, on=None):
 @task(help={"pull": "Also fetch a fresh Debian base image and rebuild every layer (security updates).",
             "study": "Only this study (and the proxy). Without it: the proxy and every study."})
 @_friendly
+@_names_checked
 def rebuild(c, pull=False, study=None):
     """Rebuild the images and recreate every container. The databases are kept."""
     up_module.run(study_name=study, rebuild=True, pull=pull)
@@ -70,6 +100,7 @@ def rebuild(c, pull=False, study=None):
 @task(help={"on": ON_HELP, "study": STUDY_HELP, "delete_data": "Also delete the study's database, after a typed confirmation.",
             "confirm": CONFIRM_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def down(c, study=None, delete_data=False, confirm=None, on=None):
     """Stop a study. Its data is kept unless --delete-data is given and confirmed."""
@@ -80,6 +111,7 @@ def down(c, study=None, delete_data=False, confirm=None, on=None):
                                             "or monitor.",
             "no_follow": "Print the recent lines and stop, instead of following the log."})
 @_friendly
+@_names_checked
 @_on_server
 def logs(c, study=None, service=None, no_follow=False, on=None):
     """Show a study's logs (the last 200 lines, then new lines as they come)."""
@@ -89,6 +121,7 @@ def logs(c, study=None, service=None, no_follow=False, on=None):
 @task(help={"on": ON_HELP, "study": "Only this study; without it, every study.",
             "watch": "Print it again every 5 seconds, until Ctrl-C."})
 @_friendly
+@_names_checked
 @_on_server
 def status(c, study=None, on=None, watch=False):
     """Show the proxy's and each study's services, health, oTree version, load and errors, backups and address."""
@@ -97,6 +130,7 @@ def status(c, study=None, on=None, watch=False):
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def otree(c, study=None, on=None):
     """Run an oTree command in a study's oTree container: invoke otree -- test prolific_study 3"""
@@ -114,8 +148,10 @@ def otree(c, study=None, on=None):
             "port": "add, without --domain: the study's own HTTPS port, one of STUDY_PORTS (default: the first free one).",
             "confirm": "remove: " + CONFIRM_HELP})
 @_friendly
+@_names_checked
 def study(c, action, name, project=None, domain=None, port=None, confirm=None):
     """Add or remove a study: invoke study add NAME --project DIR [--domain NAME], invoke study remove NAME."""
+    names.check_study(name)
     if action == "add":
         if not project:
             raise StackError("Usage: invoke study add NAME --project FOLDER [--domain NAME]")
@@ -134,6 +170,7 @@ def study(c, action, name, project=None, domain=None, port=None, confirm=None):
             "spare": "Participants per place (default 1.5): spare places for returned and timed-out participants, "
                      "whose places Prolific gives to someone new. 1 for none."})
 @_friendly
+@_names_checked
 @_on_server
 def session(c, action, room=None, config=None, places=None, spare=None, study=None, on=None):
     """Create a room's session with spare places, and print the study URL for Prolific:
@@ -146,6 +183,7 @@ def session(c, action, room=None, config=None, places=None, spare=None, study=No
 
 @task(help={"on": ON_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def studies(c, on=None):
     """List the studies: address, oTree version, health, sessions, active participants, last backup, disk used."""
@@ -171,6 +209,7 @@ def build_base(c):
                       "--on, downloads/SERVER/ on this laptop).",
             "on": "Export on this server (`invoke servers`) and bring the files here, checked against their sha256."})
 @_friendly
+@_names_checked
 def export_data(c, study=None, session=None, app=None, output=None, on=None):
     """Export every file the admin's "Export data" page offers into exports/STUDY/<UTC time>/ and a zip.
 
@@ -186,6 +225,7 @@ def export_data(c, study=None, session=None, app=None, output=None, on=None):
             "download": "With --on: also bring the backup to this laptop, checked against its sha256.",
             "output": "With --download: the folder for it (default: downloads/SERVER/backups/)."})
 @_friendly
+@_names_checked
 def backup(c, study=None, on=None, download=False, output=None):
     """Back up a study's database now: a verified pg_dump with a manifest in its BACKUP_DIR, copied
     to the restic repository when one is set. Safe while participants play."""
@@ -206,6 +246,7 @@ def backup(c, study=None, on=None, download=False, output=None):
             "tar": "Write this backup (its ID) to standard output as a tar, instead of listing; what "
                    "`invoke backup --download` reads over SSH."})
 @_friendly
+@_names_checked
 @_on_server
 def backups(c, study=None, offsite=False, tar=None, on=None):
     """List a study's backups: when, why, size, whether they verified, and their off-site copy."""
@@ -220,6 +261,7 @@ def backups(c, study=None, offsite=False, tar=None, on=None):
                       "file or folder. With --offsite: `latest` or a snapshot ID from `invoke backups --offsite`.",
             "study": STUDY_HELP, "offsite": "Take the backup from the restic repository.", "confirm": CONFIRM_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def restore(c, source, study=None, offsite=False, confirm=None, on=None):
     """Replace a study's database with a backup. The backup is proven first, the current state is
@@ -229,6 +271,7 @@ def restore(c, source, study=None, offsite=False, confirm=None, on=None):
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP, "confirm": CONFIRM_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def resetdb(c, study=None, confirm=None, on=None):
     """Delete all of a study's data and start with empty tables (oTree's resetdb), after a verified backup."""
@@ -237,6 +280,7 @@ def resetdb(c, study=None, confirm=None, on=None):
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP, "dry_run": "Only show what would change; change nothing."})
 @_friendly
+@_names_checked
 @_on_server
 def migrate(c, study=None, dry_run=False, on=None):
     """Add your models' new tables and columns to a study's database, keeping every row (`invoke up` does it too).
@@ -253,8 +297,10 @@ def migrate(c, study=None, dry_run=False, on=None):
             "port": "add: its SSH port (default 22).",
             "path": "add: the stack's folder on the server, relative to the user's home (default otree-stack)."})
 @_friendly
+@_names_checked
 def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH):
     """Servers this laptop deploys to: invoke server add NAME --host USER@HOST [--port N], server setup NAME, server remove NAME."""
+    names.check_server(name)
     if action == "add":
         if not host:
             raise StackError("Usage: invoke server add NAME --host USER@HOST [--port N]")
@@ -284,6 +330,7 @@ def servers(c):
             "revision": "Recorded as the git revision (a laptop's deploy passes its own).",
             "who": "Recorded as who deployed (a laptop's deploy passes user@laptop)."})
 @_friendly
+@_names_checked
 def deploy(c, on=None, study=None, project=None, allow_dirty=False, force=False, active_minutes=10, domain=None,
            revision=None, who=None):
     """Deploy your project as a study's next release: checks, build while the old one serves, backup,
@@ -298,6 +345,7 @@ def deploy(c, on=None, study=None, project=None, allow_dirty=False, force=False,
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP})
 @_friendly
+@_names_checked
 @_on_server
 def releases(c, study=None, on=None):
     """List a study's releases: number, time, who, git revision, oTree version, outcome, downtime, changes."""
@@ -306,6 +354,7 @@ def releases(c, study=None, on=None):
 
 @task(help={"on": ON_HELP, "study": STUDY_HELP, "to": "The release to go back to, e.g. v3 (default: the previous one)."})
 @_friendly
+@_names_checked
 @_on_server
 def rollback(c, to=None, study=None, on=None):
     """Start an earlier release's code again: invoke rollback [--to vN]. The data stays (columns added since are kept)."""
@@ -314,6 +363,7 @@ def rollback(c, to=None, study=None, on=None):
 
 @task(positional=["action"], help={"on": ON_HELP, "study": STUDY_HELP, "action": "on or off"})
 @_friendly
+@_names_checked
 @_on_server
 def maintenance(c, action, study=None, on=None):
     """Show participants a maintenance page that reloads by itself (on), or serve them again (off). The admin stays reachable."""
@@ -325,6 +375,7 @@ def maintenance(c, action, study=None, on=None):
             "set_": "KEY=VALUE to set; give --set again for more, changed together.",
             "unset": "KEY to set back to its default; give --unset again for more."})
 @_friendly
+@_names_checked
 @_on_server
 def config(c, get=None, set_=None, unset=None, study=None, on=None):
     """A study's settings, secrets masked: invoke config [--get KEY | --set KEY=VALUE ... | --unset KEY ...]"""
@@ -338,6 +389,7 @@ def config(c, get=None, set_=None, unset=None, study=None, on=None):
             "duration": "Seconds per step (default 30).",
             "force": "Run even though real participants were active in the last 10 minutes (their pages slow down)."})
 @_friendly
+@_names_checked
 @_on_server
 def loadtest(c, study=None, config=None, participants=160, duration=30, force=False, on=None):
     """How many participants this server serves: plays the project's bots over HTTPS through nginx with Locust,
@@ -353,6 +405,7 @@ def loadtest(c, study=None, config=None, participants=160, duration=30, force=Fa
             "output": "bonuses, report, blocklist: the file to write (default: in exports/STUDY/, or with --on in "
                       "downloads/SERVER/ on this laptop); never overwritten."})
 @_friendly
+@_names_checked
 def prolific(c, action, study=None, room=None, config=None, session=None, output=None, on=None):
     """Prolific from your own data: `link --room R` (the study URL, checked), `bonuses --session CODE` (the bulk
     bonus CSV), `report --session CODE` (who finished, who is stuck where), `blocklist` (everyone so far)."""

@@ -2,11 +2,10 @@
 The work happens in the backup container (backup/otree_backup); this side passes requests in
 and reads the answers."""
 import os
-import re
 import subprocess
 import sys
 
-from . import pagetimes
+from . import names, pagetimes
 from .console import StackError, info, step, warn
 
 # The backup container's user (backup/Dockerfile). Dumps hold participants' data, so the folder
@@ -116,8 +115,7 @@ def run_list(ctx, offsite=False):
 
 def stream(ctx, backup_id):
     """A backup's folder as a tar on standard output: what `invoke backup --download` reads over SSH."""
-    if not re.fullmatch(r"[0-9A-Za-z_.-]+", backup_id or "") or backup_id.startswith("."):
-        raise StackError(f"{backup_id!r} is not a backup ID; `invoke backups` lists them.")
+    names.check_backup_id(backup_id)
     require_running(ctx, "backup")
     sys.stdout.flush()
     result = subprocess.run(ctx.compose.command("exec", "-T", "backup", "tar", "-cf", "-", "-C", "/backups", backup_id),

@@ -21,8 +21,8 @@ import socket
 import subprocess
 import time
 
-from . import (backups, commands, context, database, envfile, lock, maintenance, migrate, pagetimes, project,
-               proxy, releases, study as study_module, validate)
+from . import (backups, commands, context, database, envfile, lock, maintenance, migrate, names, pagetimes,
+               project, proxy, releases, study as study_module, validate)
 from .compose import require_docker
 from .console import StackError, info, step, warn
 
@@ -212,6 +212,8 @@ def run(study=None, project_folder=None, force=False, active_minutes=ACTIVE_MINU
     """Deploy the project in project_folder (on this server) as the study's next release."""
     folder = os.path.abspath(project_folder or "otree_project")
     try:
+        if study is not None:
+            names.check_study(study)
         _locked_run(folder, study, force, active_minutes, revision, who, domain)
     finally:
         if os.path.dirname(folder) == INCOMING:  # shipped, and not moved into a release

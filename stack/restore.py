@@ -2,14 +2,12 @@
 database, counts checked), a backup of the current state is taken, oTree is stopped for the
 swap and started again. On any failure the live database stays as it was."""
 import os
-import re
 import tarfile
 import tempfile
 
-from . import backups, migrate
+from . import backups, migrate, names
 from .console import StackError, confirm_by_typing, info, step
 
-BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z[\w-]*$")
 
 
 def run(ctx, source, offsite=False, confirm=None):
@@ -45,17 +43,14 @@ def run(ctx, source, offsite=False, confirm=None):
 def _bring_in(ctx, source, offsite):
     """The id of the backup to restore: fetched from restic, imported from a file, or given."""
     if offsite:
+        names.check_restore_source(source, offsite=True)
         step(f"Fetching snapshot {source} from the restic repository")
         code, backup_id, _ = backups.service(ctx, "fetch-offsite", source)
         if code or not backup_id:
             raise StackError("Nothing was restored; the reason is above. The live database is untouched.")
         return backup_id
-    if source == "latest" or (BACKUP_ID.match(source) and not os.path.exists(source)):
-        return source
-    if not os.path.exists(source):
-        raise StackError(f"There is no file {source} and no backup with that ID. `invoke backups` lists the "
-                         "backups; a file must be a backup's otree.dump or its folder. Nothing was changed.")
-    return _import(ctx, source)
+    names.check_restore_source(source)
+    return _import(ctx, source) if source != "latest" and os.path.exists(source) else source
 
 
 def _import(ctx, path):

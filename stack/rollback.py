@@ -4,7 +4,7 @@ and columns added since stay (the older code ignores them). Putting the database
 is a separate, explicit `invoke restore` of the backup the release names."""
 import os
 
-from . import backups, commands, context, deploy, envfile, lock, releases
+from . import backups, commands, context, deploy, envfile, lock, names, releases
 from .compose import require_docker
 from .console import StackError, info, step
 
@@ -16,9 +16,7 @@ NO_SCHEMA_CHANGES = "no changes to the database"
 def _target(study, records, version):
     current = releases.live(records)
     if version:
-        number = int(version.lstrip("v")) if version.lstrip("v").isdigit() else None
-        if number is None:
-            raise StackError(f"{version!r} is not a release: write it as `invoke releases` shows it, e.g. v3.")
+        number = names.release_number(version)
         chosen = releases.find(records, number)
         if current and chosen["number"] == current["number"]:
             raise StackError(f"Release v{number} is the one running. Nothing was changed.")

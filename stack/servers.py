@@ -15,13 +15,14 @@ import os
 import re
 import tempfile
 
+from . import names
 from .console import StackError, info, step
 from .envfile import REPO_ROOT
 
 SERVERS_FILE = os.environ.get("OTREE_SERVERS_FILE") or os.path.join(REPO_ROOT, "servers.ini")
 DEFAULT_PATH = "otree-stack"
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
-TARGET = re.compile(r"^([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]+$")
+# user@host, neither starting with - (ssh would read an option)
+TARGET = r"([A-Za-z0-9][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.:_-]*"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,7 @@ def all_servers():
 
 def get(name):
     """The server named, or a message listing the known ones."""
+    names.check_server(name)
     for server in all_servers():
         if server.name == name:
             return server
@@ -59,11 +61,8 @@ def get(name):
 
 
 def problems(name, target, port, path):
-    found = []
-    if not NAME.match(name or ""):
-        found.append(f"{name!r} is not a valid server name: 1 to 30 lower-case letters, digits and -, starting with "
-                     "a letter (e.g. lab or uni-vm).")
-    if not TARGET.match(target or ""):
+    found = [problem for problem in [names.SERVER.problem(name)] if problem]
+    if not re.fullmatch(TARGET, target or "", re.ASCII):
         found.append(f"{target!r} is not an SSH address: write USER@HOST, e.g. deploy@203.0.113.7 or "
                      "deploy@study.example.edu.")
     if not str(port).isdigit() or not 0 < int(port) < 65536:
@@ -85,7 +84,8 @@ def _write(parser):
 def add(name, target, port=22, path=DEFAULT_PATH):
     found = problems(name, target, port, path)
     if found:
-        raise StackError("The server was not added:\n" + "\n".join(f"  - {problem}" for problem in found))
+        raise StackError("The server was not added:\n" + "\n".join(f"  - {problem}" for problem in found) +
+                         f"\n{names.UNCHANGED}")
     parser = _read()
     if parser.has_section(name):
         raise StackError(f"There is already a server named {name!r} ({parser[name].get('host')}). Remove it first "

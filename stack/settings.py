@@ -6,9 +6,8 @@ limits). `load()` reads them all; tasks get a `Server` and the `Study` they act 
 import dataclasses
 import glob
 import os
-import re
 
-from . import envfile
+from . import envfile, names
 from .console import StackError
 
 # key: default. The server's own settings; everything else in a settings file belongs to a study.
@@ -74,7 +73,6 @@ STUDY_DEFAULTS = {
 # Settings a one-study .env had that no longer exist.
 RETIRED = ("REDIS_ENABLED",)
 STUDY_EXAMPLE = os.path.join(envfile.REPO_ROOT, "study.env.example")
-STUDY_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 
 
 def _absolute(path):
@@ -185,6 +183,7 @@ class Settings:
         """The study a task acts on: the one named, or the only one. With several and no name,
         refuse and list them, so a task never changes the wrong study's data."""
         if name:
+            names.check_study(name)
             for study in self.studies:
                 if study.name == name:
                     return study
@@ -210,7 +209,7 @@ class Settings:
 def first_study_name(stack_name):
     """A server's first study is named after the stack (as a one-study server's was)."""
     name = stack_name.replace("_", "-")
-    return name if STUDY_NAME.match(name) else "study"
+    return name if names.STUDY.matches(name) else "study"
 
 
 def study_path(server, name):

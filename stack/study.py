@@ -7,7 +7,7 @@ import re
 import shutil
 import time
 
-from . import backups, commands, context, database, down, envfile, pagetimes, project, proxy, settings, validate
+from . import backups, commands, context, database, down, envfile, names, pagetimes, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
 def _render_study_file(values):
@@ -67,8 +67,7 @@ def add(name, project_folder, domain=None, port=None):
 
 def create(loaded, name, project_folder, domain=None, port=None):
     """Check everything and write a new study's settings file (with new secrets)."""
-    if not settings.STUDY_NAME.match(name or ""):
-        raise StackError(f"{validate.name_problem(name)} Nothing was added.")
+    names.check_study(name)
     if any(study.name == name for study in loaded.studies):
         raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
                          f"Choose another name; `invoke studies` lists them. Nothing was added.")

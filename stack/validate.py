@@ -6,7 +6,7 @@ import re
 
 from backup.otree_backup import schedule
 
-from . import settings
+from . import names, settings
 from .envfile import GENERATED, REPO_ROOT
 
 WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "example", "secret", "otree", "123456",
@@ -31,16 +31,12 @@ def settings_problems(loaded):
     found = [f"{loaded.server.env_path}: {problem}" for problem in server_problems(loaded.server.values)]
     for study in loaded.studies:
         found += [f"{study.env_path}: {problem}" for problem in study_problems(study.values)]
-        if not settings.STUDY_NAME.match(study.name):
-            found.append(f"{study.env_path}: {name_problem(study.name)}")
+        name_problem = names.STUDY.problem(study.name)
+        if name_problem:
+            found.append(f"{study.env_path}: {name_problem}")
     if not found:  # the checks between studies read ports and paths that must be valid first
         found += _between_studies(loaded)
     return found
-
-
-def name_problem(name):
-    return (f"{name!r} is not a valid study name: use 1 to 30 lower-case letters, digits and -, starting "
-            "with a letter (it becomes part of container names), e.g. ultimatum-2026.")
 
 
 def _between_studies(loaded):
