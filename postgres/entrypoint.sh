@@ -15,10 +15,14 @@ sql_literal() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
 # its processes) runs, and the kernel drops it when the container ends, even by SIGKILL or a
 # host crash. The folder itself is locked since initdb wants it empty on first start.
 exec 9<"$PGDATA"
-flock -n 9 || {
+reason=$(flock -n 9 2>&1) || {
   status=$?
-  if [ "$status" -ne 1 ]; then  # no locking on this filesystem: start unguarded, as before
-    echo "postgres: WARNING: cannot lock $PGDATA (flock exit $status), so a second Postgres container on this data volume would not be stopped" >&2
+  if [ "$status" -ne 1 ]; then  # the file system takes no locks (some network or FUSE file systems)
+    if [ "${POSTGRES_ALLOW_UNLOCKED:-}" != 1 ]; then
+      echo "postgres: refusing to start: $PGDATA cannot be locked (${reason:-flock exit $status}: its file system takes no locks), so nothing would stop a second Postgres container on this data volume from corrupting it; nothing was touched. Put Docker's volumes on a local file system, or, if you are sure only this container uses the volume, set POSTGRES_ALLOW_UNLOCKED=1 (invoke config --set POSTGRES_ALLOW_UNLOCKED=1)." >&2
+      exit 1
+    fi
+    echo "postgres: WARNING: cannot lock $PGDATA (${reason:-flock exit $status}); starting unguarded as POSTGRES_ALLOW_UNLOCKED=1 says, so a second Postgres container on this data volume would not be stopped" >&2
   else
     holder=$(cat "$PGDATA/postmaster.container" 2>/dev/null || true)
     volume=$PGDATA  # docker ps accepts a mount path too, and then lists every such container

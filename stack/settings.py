@@ -43,6 +43,8 @@ STUDY_DEFAULTS = {
     "OTREE_RENDER_CACHE": "on",
     "OTREE_COMPILED_LOOKUPS": "on",
     "POSTGRES_PASSWORD": "",
+    # 1: Postgres starts even on a data folder it cannot lock (postgres/entrypoint.sh).
+    "POSTGRES_ALLOW_UNLOCKED": "",
     "DOMAIN": "",
     "HTTPS_PORT": "",
     "TLS_CERT_FILE": "",

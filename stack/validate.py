@@ -109,6 +109,9 @@ def study_problems(values):
         if get(speedup) not in ("", "on", "off"):
             found.append(f"{speedup} is {get(speedup)!r}; it must be on or off, in lower case "
                          "(on is the default: oTree's pages served faster, byte for byte the same).")
+    if get("POSTGRES_ALLOW_UNLOCKED") not in ("", "1"):
+        found.append(f"POSTGRES_ALLOW_UNLOCKED is {get('POSTGRES_ALLOW_UNLOCKED')!r}; it must be 1 or empty (empty, "
+                     "the default: Postgres refuses to start on a data folder it cannot lock).")
 
     found += _domain_problems(values)
     found += _limit_problems(values)

@@ -2,6 +2,7 @@
 hardening: a second Postgres on a data volume that one already uses refuses to start and leaves
 both alone, while a container killed outright (SIGKILL, as in a host crash) starts again at once.
 Runs its own image, containers and volumes (named guardtest-...), never the shared test stack."""
+import json
 import os
 import secrets
 import subprocess
@@ -49,10 +50,10 @@ class Volume:
         self.containers = []
         docker("volume", "create", self.name)
 
-    def start(self, wait=True):
+    def start(self, wait=True, options=()):
         name = f"{self.name}-{len(self.containers) + 1}"
         self.containers.append(name)
-        docker("run", "-d", "--name", name, *HARDENING, "-v", f"{self.name}:{DATA}",
+        docker("run", "-d", "--name", name, *HARDENING, *options, "-v", f"{self.name}:{DATA}",
                "-e", "POSTGRES_DB=otree", "-e", "POSTGRES_USER=otree", "-e", f"POSTGRES_PASSWORD={self.password}",
                self.image)
         if wait:
@@ -181,3 +182,25 @@ def test_two_containers_started_together_on_a_new_volume(volume):
     wait_ready(winner)
     write_row(winner)
     assert_row(winner)
+
+
+def test_a_data_folder_that_cannot_be_locked_is_refused_unless_allowed(volume, tmp_path):
+    """A file system that takes no locks (some network and FUSE ones): here the kernel answers the
+    container's flock with ENOLCK, through a seccomp profile, as such a file system does."""
+    profile = tmp_path / "no-locks.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["flock"], "action": "SCMP_ACT_ERRNO", "errnoRet": 37}]}))  # 37: ENOLCK
+    no_locks = ["--security-opt", f"seccomp={profile}"]
+    refused = volume.start(wait=False, options=no_locks)
+    assert wait_exit(refused) != 0
+    said = logs(refused).strip()
+    assert said.startswith("postgres: refusing to start: ") and "\n" not in said, said
+    assert "cannot be locked (flock: 9: No locks available" in said and "nothing was touched" in said
+    assert "set POSTGRES_ALLOW_UNLOCKED=1" in said  # how to start it anyway
+    allowed = volume.start(options=[*no_locks, "-e", "POSTGRES_ALLOW_UNLOCKED=1"])
+    said = logs(allowed)
+    # The refused one touched nothing: the allowed one found the volume empty.
+    assert "creating a new database cluster" in said
+    assert "WARNING: cannot lock" in said and "as POSTGRES_ALLOW_UNLOCKED=1 says" in said
+    write_row(allowed)
+    assert_row(allowed)
