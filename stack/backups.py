@@ -1,11 +1,12 @@
 """`invoke backup` and `invoke backups`, and the backup service's commands for the other tasks.
 The work happens in the backup container (backup/otree_backup); this side passes requests in
 and reads the answers."""
+import contextlib
 import os
 import subprocess
 import sys
 
-from . import names, pagetimes
+from . import lock, maintenance, names, pagetimes
 from .console import StackError, info, step, warn
 
 # The backup container's user (backup/Dockerfile). Dumps hold participants' data, so the folder
@@ -87,18 +88,31 @@ def take(ctx, reason="manual"):
     return Backup(backup_id, host_dir(ctx))
 
 
-def stop_otree_after_backup(ctx, reason):
-    """Before a task replaces the data under oTree: its buffered page times saved, a verified
-    backup of the current state, then oTree stopped. Returns the Backup (the way back)."""
-    pagetimes.flush(ctx.compose)
-    backup = take(ctx, reason)
-    step("Stopping oTree")
-    ctx.compose.run("stop", "otree")
-    return backup
+@contextlib.contextmanager
+def stopped_and_backed_up(ctx, reason):
+    """Before a task replaces or deletes the data under oTree: the maintenance page up, oTree's
+    buffered page times saved, oTree stopped, and only then the verified backup, so that it holds
+    every answer a participant saw acknowledged. Yields that Backup (the way back); the maintenance
+    page is then as it was before. When no backup can be made, oTree starts again and nothing else
+    is changed."""
+    with maintenance.page_up(ctx.study):
+        was_running = ctx.compose.running("otree")
+        pagetimes.flush(ctx.compose)
+        step("Stopping oTree (participants see the maintenance page)")
+        ctx.compose.run("stop", "otree")
+        try:
+            backup = take(ctx, reason)
+        except StackError:
+            if was_running:
+                step("Starting oTree again")
+                ctx.compose.start("otree")
+            raise
+        yield backup
 
 
 def run_backup(ctx):
-    backup = take(ctx)
+    with lock.held(ctx.server, f"backup of {ctx.study.name}"):
+        backup = take(ctx)
     info(f"Restore it with: invoke restore {backup.id}")
     if backup.offsite_failed:
         raise StackError("The off-site copy failed. Check RESTIC_REPOSITORY, RESTIC_PASSWORD and the network, "

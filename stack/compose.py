@@ -160,7 +160,7 @@ def for_study(study):
     environment = {**study.values, **backup_environment(study),
                    "BASE_IMAGE": study.server.base_image, "STUDY": study.name, "COMPOSE_PROJECT": study.project,
                    "OTREE_PROJECT_DIR": os.path.relpath(study.project_dir, envfile.REPO_ROOT),
-                   "PROXY_NETWORK": study.network, "OTREE_ADDRESS": "",
+                   "PROXY_NETWORK": study.network, "OTREE_ADDRESS": "", "OTREE_RELEASE_IMAGE": "",
                    "POSTGRES_VOLUME": study.postgres_volume, "PROXY_PROJECT": study.server.name,
                    "HEALTH_VOLUME": health_volume(study.server.name)}
     return Compose(study.project, [STUDY_FILE], STUDY_SERVICES, STUDY_BUILD_ORDER, environment,

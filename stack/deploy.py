@@ -5,12 +5,13 @@ With --on NAME the laptop ships the project and the stack's files to that server
 same task there (stack/remote.py). On the server (or without --on) the order is:
 
   1. checks: the settings with the new project, the project itself          (nothing stopped)
-  2. build the new image while the previous release keeps serving
+  2. build the new image, tagged as its release only, while the previous release keeps serving
   3. refuse while participants were active lately, unless --force
   4. a verified backup, page times saved, the models compared with the database: a change
      that would break the new server is refused
-  5. the switch (`switch`): maintenance page on, old oTree stopped, new tables and columns
-     added, new oTree started, its health and its pages checked through nginx, maintenance off
+  5. the switch (`switch`): maintenance page on, old oTree stopped, the live image tag moved to
+     the new release's, new tables and columns added, new oTree started, its health and its pages
+     checked through nginx, the maintenance page as it was before
   6. on any failure in 5: the previous release is started again; nothing is deleted
   7. the release is recorded (stack/releases.py); old images beyond the last 5 are removed"""
 import getpass
@@ -117,19 +118,22 @@ def wait_healthy(compose, timeout=180):
     return f"the new oTree was not healthy after {timeout} s (its last log lines are above)"
 
 
-def switch(ctx, new_ctx, plan, previous_image):
-    """Stop the running oTree, add what the plan adds, start the new one and check it, with the
-    maintenance page up meanwhile. On failure the previous image starts again and StackError
-    says why. Returns the seconds participants saw the maintenance page."""
+def switch(ctx, new_ctx, plan, previous_image, new_image=None):
+    """Stop the running oTree, move the live tag to new_image (when given: a deploy's build left
+    it alone), add what the plan adds, start the new one and check it, with the maintenance page
+    up meanwhile and afterwards as it was before (still on when the researcher had it on). On
+    failure the previous image starts again and StackError says why. Returns the seconds
+    participants saw the maintenance page."""
     study = ctx.study
     started = time.monotonic()
-    maintenance.switch(study, True)
-    try:
+    with maintenance.page_up(study):
         pagetimes.flush(ctx.compose)
         step("Stopping the running oTree (two oTree processes must never share a database)")
         ctx.compose.run("stop", "otree")
         failure = None
         try:
+            if new_image:
+                releases.tag(new_image, releases.current_image(study))
             if migrate.pending(plan):
                 step("Adding the new tables and columns")
                 migrate.check(new_ctx.compose, apply=True)
@@ -142,8 +146,6 @@ def switch(ctx, new_ctx, plan, previous_image):
             _start_previous(ctx, previous_image)
             raise StackError(failure)
         proxy.publish_static(study)
-    finally:
-        maintenance.switch(study, False)
     return time.monotonic() - started
 
 
@@ -264,8 +266,12 @@ def _deploy(ctx, new_ctx, record, previous_image, force, active_minutes):
     study = ctx.study
     step(f"Release v{record['number']} of the study '{study.name}': building its image while v"
          f"{previous_image.rsplit('-v', 1)[1]} keeps serving")
+    # Built and checked under the release's own tag: the live tag, which every start of oTree
+    # uses (a crashed oTree's restart too), keeps naming what runs until the switch.
+    new_image = releases.image(study, record["number"])
+    release = releases.compose_for(new_ctx.study, new_image)
     try:
-        new_ctx.compose.run("build", "otree")
+        release.run("build", "otree")
     except StackError:
         record["outcome"] = releases.FAILED
         raise StackError("The new image did not build (the reason is above); the running release was not touched.")
@@ -274,7 +280,7 @@ def _deploy(ctx, new_ctx, record, previous_image, force, active_minutes):
                             "they have finished, or add --force (they see a maintenance page for the seconds of the switch).")
     step("Comparing the new models with the database")
     try:
-        plan = migrate.check(new_ctx.compose)
+        plan = migrate.check(release)
     except StackError:
         record["outcome"] = releases.FAILED
         raise StackError("The new project does not load (the error is above, often a mistake in an app's code), so "
@@ -291,7 +297,7 @@ def _deploy(ctx, new_ctx, record, previous_image, force, active_minutes):
     record["backup_id"] = backup.id
     started = time.monotonic()
     try:
-        record["downtime_seconds"] = round(switch(ctx, new_ctx, plan, previous_image), 1)
+        record["downtime_seconds"] = round(switch(ctx, new_ctx, plan, previous_image, new_image), 1)
     except StackError as error:
         record.update(outcome=releases.FAILED, downtime_seconds=round(time.monotonic() - started, 1))
         kept = (" The tables and columns it added stay, empty; the previous release ignores them."

@@ -8,7 +8,7 @@ database inside the image; this module reports what it found, refuses what would
 server, backs up and applies the rest."""
 import json
 
-from . import backups, pagetimes
+from . import backups, lock, pagetimes
 from .console import StackError, info, step
 
 SCRIPT = "/opt/otree-server/migrate_schema.py"
@@ -139,6 +139,11 @@ def before_start(ctx):
 
 def run(ctx, dry_run=False):
     """`invoke migrate`: the same on a running stack, then oTree restarted on the new schema."""
+    with lock.held(ctx.server, f"migrate of {ctx.study.name}"):
+        _run_locked(ctx, dry_run)
+
+
+def _run_locked(ctx, dry_run):
     stopped = [name for name in ("postgres", "otree") if not ctx.compose.running(name)]
     if stopped:
         raise StackError(f"The study '{ctx.study.name}' is not running ({' and '.join(stopped)} stopped). Start it "

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 
+from . import compose
 from .console import StackError, info, step
 from .envfile import REPO_ROOT
 
@@ -34,6 +35,14 @@ def image(study, number):
 def current_image(study):
     """The tag every start of the study's oTree uses (docker-compose.yml)."""
     return f"otree-stack/otree:{study.project}"
+
+
+def compose_for(study, reference):
+    """The study's Compose project with its oTree image named `reference` instead of the live tag
+    (docker-compose.yml's OTREE_RELEASE_IMAGE): what a deploy builds and checks its release with."""
+    project = compose.for_study(study)
+    project.environment["OTREE_RELEASE_IMAGE"] = reference
+    return project
 
 
 def load(study):

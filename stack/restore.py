@@ -1,42 +1,46 @@
 """`invoke restore`: put a backup live. The backup is proven first (restored into a scratch
-database, counts checked), a backup of the current state is taken, oTree is stopped for the
-swap and started again. On any failure the live database stays as it was."""
+database, counts checked); then the maintenance page goes up, oTree stops, a backup of the
+current state is taken (so the undo it prints misses no answer), the restored copy is swapped in
+and oTree starts again. On any failure the live database stays as it was."""
 import os
 import tarfile
 import tempfile
 
-from . import backups, migrate, names
+from . import backups, lock, migrate, names
 from .console import StackError, confirm_by_typing, info, step
 
 
 
 def run(ctx, source, offsite=False, confirm=None):
-    backups.require_running(ctx, "postgres", "backup")
-    backup_id = _bring_in(ctx, source, offsite)
-    step(f"Proving backup {backup_id}: restoring it into a scratch database and counting its rows")
-    code, backup_id, _ = backups.service(ctx, "prove", backup_id)
-    if code or not backup_id:
-        raise StackError("That backup cannot be restored (the reason is above). The live database is untouched.")
     name = ctx.study.name
-    confirm_by_typing(name, f"This replaces the live database of the study '{name}' with backup {backup_id}. "
-                            "A backup of the current state is taken first.", confirm)
-    safety = backups.stop_otree_after_backup(ctx, "before-restore")
-    step(f"Restoring {backup_id}")
-    code, _, _ = backups.service(ctx, "put-live", backup_id)
-    if code:
-        ctx.compose.start("otree")
-        raise StackError("The restore failed (the reason is above); the live database was not replaced and "
-                         "oTree is running again.")
-    try:
-        # A backup from before a model change lacks the new columns: add them before oTree starts.
-        migrate.before_start(ctx)
-    except StackError as error:
-        raise StackError(f"{error}\nThe backup was restored, but oTree was left stopped because it does not fit "
-                         f"your current models. To go back: invoke restore {safety.id} --study {name}")
-    step("Starting oTree")
-    ctx.compose.start("otree")
+    with lock.held(ctx.server, f"restore of {name}"):
+        backups.require_running(ctx, "postgres", "backup")
+        backup_id = _bring_in(ctx, source, offsite)
+        step(f"Proving backup {backup_id}: restoring it into a scratch database and counting its rows")
+        code, backup_id, _ = backups.service(ctx, "prove", backup_id)
+        if code or not backup_id:
+            raise StackError("That backup cannot be restored (the reason is above). The live database is untouched.")
+        confirm_by_typing(name, f"This replaces the live database of the study '{name}' with backup {backup_id}. "
+                                "oTree is stopped and a backup of the current state is taken first.", confirm)
+        with backups.stopped_and_backed_up(ctx, "before-restore") as safety:
+            step(f"Restoring {backup_id}")
+            code, _, _ = backups.service(ctx, "put-live", backup_id, "--backup-of-live", safety.id)
+            if code:
+                ctx.compose.start("otree")
+                raise StackError("The restore failed (the reason is above); the live database was not replaced and "
+                                 "oTree is running again.")
+            try:
+                # A backup from before a model change lacks the new columns: add them before oTree starts.
+                migrate.before_start(ctx)
+            except StackError as error:
+                raise StackError(f"{error}\nThe backup was restored, but oTree was left stopped because it does not "
+                                 f"fit your current models. To go back: invoke restore {safety.id} --study {name}")
+            step("Starting oTree")
+            ctx.compose.start("otree")
     step(f"Restored backup {backup_id}; oTree is running again.")
-    info(f"The state before the restore is backup {safety.id} ({safety.path}).")
+    info(f"The state before the restore is backup {safety.id} ({safety.path}), taken with oTree stopped: it holds "
+         "every answer given before the maintenance page. The replaced database itself is kept until the next "
+         "restore or resetdb (`invoke backups` lists it).")
     info(f"To undo: invoke restore {safety.id} --study {name}")
 
 

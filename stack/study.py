@@ -5,9 +5,10 @@ A study is one oTree process, one Postgres, its own backups, secrets and setting
 import os
 import re
 import shutil
+import subprocess
 import time
 
-from . import backups, commands, context, database, down, envfile, names, pagetimes, project, proxy, settings, validate
+from . import backups, commands, context, database, down, envfile, lock, names, project, proxy, settings, validate
 from .console import StackError, confirm_by_typing, info, step, warn
 
 def _render_study_file(values):
@@ -134,26 +135,58 @@ def list_studies():
         info(f"  disk used     database {facts['disk']}")
 
 
+def _has_database(study):
+    return subprocess.run(["docker", "volume", "inspect", study.postgres_volume], capture_output=True).returncode == 0
+
+
+def _start_for_final_backup(ctx):
+    """Postgres and the backup service alone, without oTree: a study whose oTree cannot start
+    (its image does not build, its project does not load) still gets its final backup."""
+    step(f"Starting the Postgres and backup service of the study '{ctx.study.name}' alone, for the final backup")
+    backups.prepare(ctx)
+    # The backup service's health reports on its scheduled backups, not on readiness: not waited for.
+    for service, wait in (("postgres", ["--wait"]), ("backup", [])):
+        if ctx.compose.run("up", "--detach", "--no-deps", *wait, service, check=False).returncode:
+            ctx.compose.explain_unhealthy()
+            raise StackError(f"The {service} service of the study '{ctx.study.name}' did not start (its last log "
+                             "lines are above), so no final backup could be taken and nothing was removed.")
+
+
 def remove(name, confirm=None):
-    """A verified final backup, the typed name, then the study's containers, database, network
-    and proxy entry are removed. Its backups and (renamed) settings file stay."""
+    """The maintenance page, oTree stopped, a verified final backup, the typed name, then the study's
+    containers, database, network and proxy entry are removed. Its backups and (renamed) settings
+    file stay. A study whose oTree cannot start is backed up with its Postgres started alone; one
+    that never started has no database to back up."""
     ctx = context.load(name, purpose="removes")
     study = ctx.study
-    backups.require_running(ctx, "postgres", "backup")
-    confirm_by_typing(study.name, f"This removes the study '{study.name}': its oTree, its database and its address. "
-                                  f"A verified final backup is taken first; its backups in {study.backup_dir} stay.",
-                      confirm)
-    pagetimes.flush(ctx.compose)
-    final = backups.take(ctx, "before-remove")
-    step(f"Removing the study '{study.name}'")
-    down.delete_containers_and_data(ctx)
-    kept = f"{study.env_path}.removed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    shutil.move(study.env_path, kept)
-    loaded = context.checked_settings()
-    proxy.remove_study(loaded, study)
+    with lock.held(ctx.server, f"study remove of {study.name}"):
+        has_database = _has_database(study)
+        confirm_by_typing(study.name, f"This removes the study '{study.name}': its oTree, its database and its "
+                                      "address. " + (f"A verified final backup is taken first; its backups in "
+                                                     f"{study.backup_dir} stay." if has_database else
+                                                     "It has no database (it never started), so there is "
+                                                     "nothing to back up."), confirm)
+        final = None
+        if has_database:
+            if not ctx.compose.running("postgres", "backup"):
+                _start_for_final_backup(ctx)
+            with backups.stopped_and_backed_up(ctx, "before-remove") as final:
+                step(f"Removing the study '{study.name}'")
+                down.delete_containers_and_data(ctx)
+        else:
+            warn(f"The study '{study.name}' has no database (it never started): no final backup is taken.")
+            step(f"Removing the study '{study.name}'")
+            down.delete_containers_and_data(ctx)
+        kept = f"{study.env_path}.removed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        shutil.move(study.env_path, kept)
+        loaded = context.checked_settings()
+        proxy.remove_study(loaded, study)
     step(f"Removed the study '{study.name}'.")
-    info(f"Its data as it was is backup {final.id}: {final.path}")
-    info(f"Its settings are kept in {kept}. To bring it back: rename that file to {study.name}.env, run "
-         f"`invoke up --study {study.name}`, then `invoke restore {final.path} --study {study.name}`.")
-    if final.offsite_failed:
-        warn("The final backup's off-site copy failed; the local one is verified.")
+    if final:
+        info(f"Its data as it was is backup {final.id}: {final.path}")
+        info(f"Its settings are kept in {kept}. To bring it back: rename that file to {study.name}.env, run "
+             f"`invoke up --study {study.name}`, then `invoke restore {final.path} --study {study.name}`.")
+        if final.offsite_failed:
+            warn("The final backup's off-site copy failed; the local one is verified.")
+    else:
+        info(f"Its settings are kept in {kept}.")

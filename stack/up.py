@@ -2,7 +2,7 @@
 its images, database migration, containers, static files, certificate and health."""
 import os
 
-from . import backups, base_image, certificates, context, envfile, migrate, network, pagetimes, project, proxy, study, upgrade
+from . import backups, base_image, certificates, context, envfile, lock, migrate, network, pagetimes, project, proxy, study, upgrade
 from .compose import require_docker
 from .console import info, step
 
@@ -13,6 +13,11 @@ def run(study_name=None, rebuild=False, pull=False):
         step(f"Created {env_path}, the server's settings (ports, Let's Encrypt account, the stack's name).")
     upgrade.run(env_path)
     loaded = context.checked_settings()
+    with lock.held(loaded.server, f"{'rebuild' if rebuild else 'up'} of {study_name or 'every study'}"):
+        _run_locked(loaded, study_name, rebuild, pull)
+
+
+def _run_locked(loaded, study_name, rebuild, pull):
     if not loaded.studies:
         study.add_first(loaded.server)
         loaded = context.checked_settings()

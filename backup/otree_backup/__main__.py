@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from . import BackupError, health, offsite, report, restore, schedule, store, take
+from . import BackupError, database, health, offsite, report, restore, schedule, store, take
 
 # A line the host reads to learn which backup a command made or used.
 ID_LINE = "BACKUP_ID="
@@ -62,6 +62,11 @@ def cmd_list(args):
         failed = [m for m in manifests if m.get("verification", {}).get("status") == "failed"]
         for manifest in failed:
             print(f"FAILED {manifest['id']}: {manifest['verification']['detail']}")
+    kept = restore.replaced()
+    if kept:
+        print(f"\nKept until the next restore or resetdb: the database as it was before the {kept['by']} of "
+              f"{kept['at'][:16].replace('T', ' ')} UTC, untouched, as database {kept['database']}. Backup "
+              f"{kept['backup']} holds the same data, verified; to bring it back: invoke restore {kept['backup']}")
     if args.offsite:
         if not offsite.configured():
             raise BackupError("No restic repository is set: add RESTIC_REPOSITORY and RESTIC_PASSWORD to .env")
@@ -89,9 +94,14 @@ def cmd_prove(args):
 
 
 def cmd_put_live(args):
-    manifest = restore.put_live(args.id)
+    manifest = restore.put_live(args.id, args.backup_of_live)
     print(f"Restored {args.id}: {sum(manifest['tables'].values())} rows in {len(manifest['tables'])} tables; "
           "the live row counts match the backup.")
+
+
+def cmd_set_aside(args):
+    restore.set_aside(args.backup_of_live)
+    print(f"The database is empty; the one it replaces is kept as database {database.REPLACED}.")
 
 
 def cmd_health(args):
@@ -164,7 +174,12 @@ def main(argv=None):
     prover.set_defaults(run=cmd_prove)
     live = commands.add_parser("put-live", help="replace the live database with a backup (oTree stopped)")
     live.add_argument("id")
+    live.add_argument("--backup-of-live", required=True, help="the backup just taken of the database it replaces")
     live.set_defaults(run=cmd_put_live)
+    aside = commands.add_parser("set-aside", help="an empty database in place of the live one, which is kept "
+                                                  "(oTree stopped)")
+    aside.add_argument("--backup-of-live", required=True, help="the backup just taken of the live database")
+    aside.set_defaults(run=cmd_set_aside)
     health = commands.add_parser("health", help="exit 1 when backups are failing or overdue")
     health.add_argument("--summary", action="store_true")
     health.set_defaults(run=cmd_health)

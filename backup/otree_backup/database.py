@@ -146,9 +146,10 @@ def _clients_of_live(cursor, patience=10):
         time.sleep(0.5)
 
 
-def swap_in_restored():
-    """Put the restored database in place of the live one. The renames are instant, and the live
-    database is only touched once the copy is complete and counted."""
+def _replace_live(then):
+    """Rename the live database to REPLACED (the one an earlier restore or resetdb kept goes), then
+    run `then(cursor)` to put a new live database in place. The live database is kept, untouched,
+    until the next such operation: a second way back beside the backup taken before."""
     connection = _connect(**live_params())
     connection.autocommit = True
     try:
@@ -156,13 +157,33 @@ def swap_in_restored():
             clients = _clients_of_live(cursor)
             if clients:
                 raise BackupError(f"Something is still connected to the database ({', '.join(clients)}), so it was "
-                                  "not replaced. Stop oTree first (invoke restore does this).")
+                                  "not replaced. Stop oTree first (invoke restore and invoke resetdb do this).")
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(REPLACED)))
             cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(LIVE),
                                                                           sql.Identifier(REPLACED)))
-            cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(INCOMING),
-                                                                          sql.Identifier(LIVE)))
-            cursor.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(REPLACED)))
+            then(cursor)
+    finally:
+        connection.close()
+
+
+def swap_in_restored():
+    """Put the restored database in place of the live one. The renames are instant, and the live
+    database is only touched once the copy is complete and counted."""
+    _replace_live(lambda cursor: cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        sql.Identifier(INCOMING), sql.Identifier(LIVE))))
+
+
+def set_aside():
+    """An empty live database in place of the current one, which is kept as REPLACED."""
+    _replace_live(lambda cursor: cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LIVE))))
+
+
+def exists(name):
+    connection = _connect(**live_params())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            return cursor.fetchone() is not None
     finally:
         connection.close()
 

@@ -1,5 +1,7 @@
-"""Restore: bring a dump from outside into the backup folder, prove it, and put it live. The
-steps around it (safety backup, stopping and starting oTree) are run by `invoke restore`."""
+"""Restore: bring a dump from outside into the backup folder, prove it, and put it live; and the
+empty database of `invoke resetdb`. The database either replaces is kept until the next restore
+or resetdb, and noted for `invoke backups`. The steps around them (the maintenance page, stopping
+oTree, the backup of the state before) are run by the invoke tasks."""
 import os
 import shutil
 import tarfile
@@ -9,6 +11,8 @@ from . import BackupError, database, store, verify
 
 # Tables every oTree database has; a dump without them is not a backup of a study.
 OTREE_TABLES = {"otree_session", "otree_participant"}
+# What the database kept as database.REPLACED is: when, by which task, and the backup of it.
+REPLACED_NOTE = os.path.join(store.ROOT, ".replaced.json")
 
 
 def import_archive(stream):
@@ -53,9 +57,26 @@ def prove(backup_id):
     return manifest
 
 
-def put_live(backup_id):
-    """Restore into a new database beside the live one, check the counts, then swap the two.
-    oTree must be stopped. On any failure the live database is left as it was."""
+def _note_replaced(by, backup_of_it):
+    store.write_json(REPLACED_NOTE, {"database": database.REPLACED, "at": store.now().isoformat(), "by": by,
+                                     "backup": backup_of_it})
+
+
+def replaced():
+    """The note on the database the last restore or resetdb kept, or None when none is kept."""
+    if not os.path.isfile(REPLACED_NOTE):
+        return None
+    note = store.read_json(REPLACED_NOTE)
+    try:
+        return note if database.exists(note["database"]) else None
+    except BackupError:  # Postgres is stopped: the note stands unchecked
+        return note
+
+
+def put_live(backup_id, backup_of_live):
+    """Restore into a new database beside the live one, check the counts, then swap the two; the
+    live one is kept (see replaced()). oTree must be stopped. On any failure the live database is
+    left as it was. backup_of_live: the backup of the live database taken just before."""
     manifest = store.load(backup_id)
     path = os.path.join(store.folder(backup_id), store.DUMP)
     counts = database.restore_and_count(database.live_params(), database.INCOMING, path)
@@ -63,6 +84,13 @@ def put_live(backup_id):
         raise BackupError("The restored row counts differ from the backup's manifest; the live database "
                           "was not replaced")
     database.swap_in_restored()
+    _note_replaced("restore", backup_of_live)
     if database.live_counts() != manifest["tables"]:
         raise BackupError("After the restore, the live row counts differ from the backup's manifest")
     return manifest
+
+
+def set_aside(backup_of_live):
+    """`invoke resetdb`'s empty database; the live one is kept (see replaced()). oTree must be stopped."""
+    database.set_aside()
+    _note_replaced("resetdb", backup_of_live)
