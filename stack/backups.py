@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from . import lock, maintenance, names, pagetimes
+from . import folders, lock, maintenance, names, pagetimes
 from .console import StackError, info, step, warn
 
 # The backup container's user (backup/Dockerfile). Dumps hold participants' data, so the folder
@@ -31,14 +31,17 @@ def host_dir(ctx):
 
 
 def prepare(ctx):
-    """Create BACKUP_DIR (and a local restic repository's folder) and give them to the backup
-    service's user, through Docker, which can do that for a non-root operator too."""
-    environment = ctx.compose.environment
-    for folder, mount in ((environment["BACKUP_DIR_ON_HOST"], "/backups"),
-                          (environment.get("RESTIC_LOCAL_DIR"), "/restic-local")):
-        if not folder:
-            continue
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+    """Give BACKUP_DIR (and a local restic repository's folder) to the backup service's user, as
+    `invoke up` and `invoke config --set` both do before they start it: made (private, marked as
+    the stack's) when missing; an existing one only when the stack may take it over (stack/folders.py);
+    the owner changed through Docker, which can do that for a non-root operator too."""
+    mounts = {"BACKUP_DIR": "/backups", "RESTIC_REPOSITORY": "/restic-local"}
+    for key, folder, instead in folders.of_study(ctx.study):
+        problem = folders.problem(key, folder, BACKUP_UID, instead)
+        if problem:
+            raise StackError(f"{problem} Nothing was started.")
+        folders.create(folder, f"Made by the oTree stack for {key} of the study '{ctx.study.name}'; its backup "
+                               f"service (uid {BACKUP_UID}) owns it.")
         if os.stat(folder).st_uid != BACKUP_UID:
             # Private first, while this user may still change the mode: dumps hold participants' data.
             if os.stat(folder).st_uid == os.getuid():
@@ -47,7 +50,7 @@ def prepare(ctx):
             # CAP_CHOWN back to give away a folder it does not own, and nothing else.
             ctx.compose.run("run", "--rm", "--no-deps", "--user", "root", "--cap-add", "CHOWN",
                             "--entrypoint", "chown", "backup",
-                            f"{BACKUP_UID}:{BACKUP_UID}", mount)
+                            f"{BACKUP_UID}:{BACKUP_UID}", mounts[key])
 
 
 def require_running(ctx, *services):

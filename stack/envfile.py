@@ -2,6 +2,7 @@
 import os
 import re
 import secrets
+import unicodedata
 
 from .console import StackError
 
@@ -17,20 +18,63 @@ def path():
     return os.path.abspath(os.environ.get("OTREE_STACK_ENV") or os.path.join(REPO_ROOT, ".env"))
 
 
+# Longer values are refused: no setting needs one, and Linux refuses to start a program (Compose,
+# which gets the values in its environment) with a variable over 128 KiB.
+MAX_VALUE_LENGTH = 4096
+KEY_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+# Names of the control characters people meet, for messages.
+CHARACTER_NAMES = {"\n": "a line break (newline, \\n)", "\r": "a carriage return (\\r)", "\0": "a NUL byte (\\0)",
+                   "\t": "a tab (\\t)", "\x7f": "DEL", "\u2028": "a line separator", "\u2029": "a paragraph separator"}
+
+
+def lines_of(text):
+    """The file's lines: split at \\n only (a value can hold no other line break; see value_problem)."""
+    return text.split("\n")
+
+
+def read_value(raw):
+    """A value as the file holds it, read: white space around it dropped, then one level of
+    matching quotes removed, with nothing inside them interpreted."""
+    raw = raw.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def written_value(value):
+    """A value as the file holds it: as it is when read_value gives it back unchanged, else in
+    single quotes (read_value removes exactly those)."""
+    return value if read_value(value) == value else f"'{value}'"
+
+
+def value_problem(key, value):
+    """Why value cannot be stored under key (a message that names the key and the character), or
+    None. Control characters and line separators would start new lines or hide text; nothing else
+    is refused here, so every other value reads back as written."""
+    for character in value:
+        if unicodedata.category(character) == "Cs":
+            return f"{key} holds bytes that are not UTF-8 text at position {value.index(character) + 1}; retype it."
+        if unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+            name = CHARACTER_NAMES.get(character, f"a control character (U+{ord(character):04X})")
+            return (f"{key} contains {name} at position {value.index(character) + 1}; a setting is one line of "
+                    f"printable text. Give {key} without it.")
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"{key} is {len(value)} characters long; at most {MAX_VALUE_LENGTH} are allowed."
+    return None
+
+
 def parse(text):
-    """KEY=VALUE lines as a dict; comments and blank lines skipped, one level of quotes removed."""
+    """KEY=VALUE lines as a dict; comments and blank lines skipped, values as read_value reads them."""
     values = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines_of(text), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.match(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", line)
+        match = KEY_LINE.match(line)
         if not match:
             raise StackError(f"line {number} of the env file is not KEY=VALUE: {line!r}")
         key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+        values[key] = read_value(value)
     return values
 
 
@@ -73,26 +117,47 @@ def create_if_missing(env_path=None):
 
 
 def set_values(env_path, changes):
-    """Set (or, with None, remove) keys in a settings file, keeping its comments and order; the
-    file is replaced whole, mode 600, so a reader never sees half of it."""
+    """Set (or, with None, remove) keys in a settings file, keeping its comments, order and other
+    lines as they are. A value that cannot be stored is refused before anything is written. The
+    new text is written beside the file (mode 600), read back and compared with what was meant,
+    and only then replaces the file whole, so a reader never sees half of it or a surprise."""
+    for key, value in changes.items():
+        problem = value_problem(key, value) if value is not None else None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key, re.ASCII):
+            problem = f"{key!r} is not a setting's name."
+        if problem:
+            raise StackError(f"{problem} Nothing was changed.")
     with open(env_path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    pending = dict(changes)
-    kept = []
-    for line in lines:
-        match = re.match(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line.strip())
+        text = handle.read()
+    intended = {key: value for key, value in {**parse(text), **changes}.items() if value is not None}
+    written, kept = set(), []
+    for line in lines_of(text.removesuffix("\n")):
+        match = KEY_LINE.match(line.strip())
         key = match.group(1) if match else None
-        if key in pending:
-            value = pending.pop(key)
-            if value is not None:
-                kept.append(f"{key}={value}")
+        if key in changes:
+            # The first line of a key takes the new value; any later ones (which would win) go.
+            if key not in written and changes[key] is not None:
+                kept.append(f"{key}={written_value(changes[key])}")
+            written.add(key)
             continue
         kept.append(line)
-    kept += [f"{key}={value}" for key, value in pending.items() if value is not None]
+    kept += [f"{key}={written_value(value)}" for key, value in changes.items()
+             if value is not None and key not in written]
     partial = f"{env_path}.partial"
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write("\n".join(kept) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+    try:
+        with open(partial, encoding="utf-8") as handle:
+            read_back = parse(handle.read())
+    except StackError:
+        read_back = None
+    if read_back != intended:
+        os.remove(partial)
+        differ = sorted(key for key in intended.keys() | (read_back or {}).keys()
+                        if intended.get(key) != (read_back or {}).get(key))
+        raise StackError(f"Writing {env_path} would not have kept {', '.join(differ)} as meant, so it was left as it "
+                         "was. Nothing was changed.")
     os.replace(partial, env_path)

@@ -3,7 +3,7 @@ health, oTree version, participants' load and errors (stack/load.py), backups, c
 address. `--watch` prints it again every few seconds until Ctrl-C."""
 import time
 
-from . import backups, base_image, certificates, commands, context, load, proxy
+from . import backups, base_image, certificates, commands, context, load, proxy, redact
 from .console import info, step
 
 WATCH_SECONDS = 5
@@ -51,7 +51,7 @@ def _study(ctx, monitor):
     load.report(ctx, monitor)
     if ctx.compose.running("backup"):
         for line in backups.status_lines(ctx):
-            info(f"backups   {line}")
+            info(f"backups   {redact.credentials_hidden(line)}")  # it names the off-site repository
     if proxy.compose(ctx.server).running("nginx"):
         if proxy.compose(ctx.server).running("certbot"):
             certificates.report_letsencrypt(ctx)

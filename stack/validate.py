@@ -6,15 +6,17 @@ import re
 
 from backup.otree_backup import schedule
 
-from . import names, settings
-from .envfile import GENERATED, REPO_ROOT
+from . import folders, names, redact, settings
+from .backups import BACKUP_UID
+from .envfile import GENERATED, REPO_ROOT, value_problem
 
 WEAK_PASSWORDS = {"password", "admin", "changeme", "change-me", "example", "secret", "otree", "123456",
                   "12345678", "123456789", "1234567890", "qwerty", "letmein", "password1",
                   "administrator", "adminadmin", "passwordpassword"}
 MIN_LENGTH = {"OTREE_ADMIN_PASSWORD": 12, "OTREE_REST_KEY": 16, "OTREE_SECRET_KEY": 32,
               "POSTGRES_PASSWORD": 16}
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
+# ASCII: with re.I alone, [a-z] also matches the long s (ſ) and the Kelvin sign (K).
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I | re.ASCII)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -31,6 +33,7 @@ def settings_problems(loaded):
     found = [f"{loaded.server.env_path}: {problem}" for problem in server_problems(loaded.server.values)]
     for study in loaded.studies:
         found += [f"{study.env_path}: {problem}" for problem in study_problems(study.values)]
+        found += [f"{study.env_path}: {problem}" for problem in folder_problems(study)]
         name_problem = names.STUDY.problem(study.name)
         if name_problem:
             found.append(f"{study.env_path}: {name_problem}")
@@ -64,9 +67,26 @@ def _between_studies(loaded):
     return found
 
 
+def folder_problems(study):
+    """The folders the study's backup service is given: only ones the stack may take over."""
+    return [problem for key, path, instead in folders.of_study(study)
+            if (problem := folders.problem(key, path, BACKUP_UID, instead))]
+
+
+def value_problems(values):
+    """Values no settings file can hold as one line of text (control characters, line breaks)."""
+    return [problem for key, value in values.items() if (problem := value_problem(key, value))]
+
+
 def server_problems(values):
-    """Every problem in the server's settings (.env)."""
-    found = _address_problems(values)
+    """Every problem in the server's settings (.env), credentials in URLs hidden."""
+    found = _server_problems(values)
+    return [redact.credentials_hidden(problem) for problem in found]
+
+
+def _server_problems(values):
+    found = value_problems(values)
+    found += _address_problems(values)
     found += _acme_problems(values)
     found += alert_problems(values)
     name = values.get("STACK_NAME", "").strip()
@@ -76,8 +96,12 @@ def server_problems(values):
 
 
 def study_problems(values):
-    """Every problem in one study's settings (studies/NAME.env)."""
-    found = []
+    """Every problem in one study's settings (studies/NAME.env), credentials in URLs hidden."""
+    return [redact.credentials_hidden(problem) for problem in _study_problems(values)]
+
+
+def _study_problems(values):
+    found = value_problems(values)
 
     def get(key):
         return values.get(key, "").strip()
@@ -177,7 +201,7 @@ def alert_problems(values):
     webhook = get("ALERT_WEBHOOK_URL")
     if webhook and not re.match(r"^https?://[^\s/]+", webhook):
         found.append(f"ALERT_WEBHOOK_URL must be an http(s):// address, such as a Slack or Mattermost incoming "
-                     f"webhook's; it is {webhook[:12]!r}...")
+                     f"webhook's; it is {redact.address_only(webhook)!r}.")
     interval = get("MONITOR_INTERVAL")
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", interval) or not 1 <= float(interval) <= 120:
         found.append(f"MONITOR_INTERVAL {interval!r} must be seconds between 1 and 120 (default 30).")
@@ -311,7 +335,7 @@ def _limit_problems(values):
     found = []
     for key, pattern, expected in checks:
         value = values.get(key, "").strip()
-        if value and not re.fullmatch(pattern, value):
+        if value and not re.fullmatch(pattern, value, re.ASCII):
             found.append(f"{key} {value!r} is not valid: use {expected}.")
     return found
 
