@@ -444,6 +444,41 @@ def test_exports_and_backups_come_to_the_laptop_checked(world, tmp_path):
 
 
 
+def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(world, tmp_path):
+    """`invoke config --set-secret KEY --on SERVER`: the laptop reads the value (here from standard
+    input) and sends it on ssh's standard input. What ssh was given to run, which is every command
+    line the server sees, is recorded by a wrapper in front of the real ssh."""
+    laptop, host, _ = world
+    settings_file = host.stack / "studies" / f"{STACK}.env"
+    secret = f"S3cret$(id)`id`\"'#;&{secrets.token_hex(6)}"
+    wrapper, arguments = tmp_path / "bin", tmp_path / "ssh-arguments"
+    wrapper.mkdir()
+    (wrapper / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{arguments}'\nexec '{shutil.which('ssh')}' \"$@\"\n")
+    (wrapper / "ssh").chmod(0o755)
+    environment = {**laptop.environment, "PATH": f"{wrapper}:{os.environ['PATH']}"}
+
+    def set_secret(value):
+        return subprocess.run(["invoke", "config", "--set-secret", "OTREE_ADMIN_PASSWORD", "--on", SERVER],
+                              cwd=REPO_ROOT, env=environment, input=value, capture_output=True, text=True, timeout=900)
+
+    before = settings_file.read_bytes()
+    refused = set_secret("two\nlines-of-a-password")
+    assert refused.returncode == 1 and "OTREE_ADMIN_PASSWORD contains a line break" in refused.stderr
+    assert not arguments.exists() and settings_file.read_bytes() == before  # refused before any connection
+
+    done = set_secret(secret + "\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    sent = arguments.read_text()
+    assert "--set-secret" in sent and "OTREE_ADMIN_PASSWORD" in sent
+    assert secret not in sent and secret not in done.stdout + done.stderr
+    assert host.study_values()["OTREE_ADMIN_PASSWORD"] == secret
+    environment_there = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}",
+                                        f"{STACK}-{STACK}-otree-1"], capture_output=True, text=True, check=True).stdout
+    assert f"OTREE_ADMIN_PASSWORD={secret}" in json.loads(environment_there)
+    _, signed_in = login(type("Server", (), {"https": URL})(), secret)
+    assert signed_in.status_code == 302
+
+
 def test_a_deploy_to_a_study_the_server_does_not_have_adds_it(world):
     """Last: from here on the server has two studies, and tasks need --study."""
     laptop, host, project = world
