@@ -53,7 +53,7 @@ def _write_private(path, header, values):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(header + "".join(f"{key}={value}\n" for key, value in values.items()))
+        handle.write(header + "".join(f"{key}={envfile.written_value(value)}\n" for key, value in values.items()))
 
 
 def _containers(stack):

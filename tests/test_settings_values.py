@@ -19,7 +19,7 @@ import time
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from stack import config, envfile, folders, redact, settings, validate
+from stack import config, envfile, folders, redact, settings, upgrade, validate
 from stack.console import StackError
 from tests.helpers import REPO_ROOT, load_env, tree_digest
 
@@ -129,6 +129,20 @@ def test_unicode_look_alikes_are_not_digits_or_letters_of_a_domain():
                for problem in validate.study_problems({"LOGIN_RATE_LIMIT": "１０r/m"}))
     assert any("is not a valid domain name" in problem
                for problem in validate.study_problems({"DOMAIN": "ſtudy.example.edu"}))
+
+
+@pytest.mark.docker  # it asks Docker for the old layout's containers (this stack has none)
+def test_moving_a_one_study_env_to_the_studies_layout_keeps_quoted_values_as_they_were(tmp_path):
+    env_path = tmp_path / "old.env"
+    env_path.write_text(f"STACK_NAME=h2move{secrets.token_hex(3)}\nSTUDIES_DIR={tmp_path / 'studies'}\n"
+                        "OTREE_ADMIN_PASSWORD='\"quoted-admin-password\"'\nOTREE_REST_KEY=' padded rest key '\n",
+                        encoding="utf-8")
+    before = envfile.load(str(env_path))
+    upgrade.run(str(env_path))
+    (moved,) = (tmp_path / "studies").glob("*.env")
+    after = envfile.load(str(moved))
+    assert after["OTREE_ADMIN_PASSWORD"] == before["OTREE_ADMIN_PASSWORD"] == '"quoted-admin-password"'
+    assert after["OTREE_REST_KEY"] == before["OTREE_REST_KEY"] == " padded rest key "
 
 
 # --- Credentials in URLs: pure logic --------------------------------------------------------------
