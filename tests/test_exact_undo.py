@@ -323,3 +323,18 @@ def test_a_study_whose_otree_cannot_start_is_removed_after_a_verified_backup(sta
     assert final["tables"]["otree_session"] == 1 and final["tables"]["otree_participant"] == 2
     assert [each.name for each in settings.load(stack.env_path).studies] == [stack.name]
     assert subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode != 0
+
+
+def test_study_remove_of_a_running_study_backs_up_after_the_maintenance_page(stack):
+    name = f"{TEST_STACK}-third"[:30]
+    stack.invoke("study", "add", name, "--project", "otree_project")
+    try:
+        study = Stack(stack.env_path, study=name)
+        with Submitters(survey_session(study, 200), 1) as submitters:
+            submitters.wait_for(3)
+            removed = stack.invoke("study", "remove", name, "--confirm", name)
+        assert not submitters.errors, submitters.errors
+        backed_up_after_the_maintenance_page(submitters, manifest_in(removed.stdout, "Its data as it was is backup"))
+    finally:
+        stack.invoke("study", "remove", name, "--confirm", name, check=False)
+        shutil.rmtree(os.path.join(REPO_ROOT, "backups", name), ignore_errors=True)
