@@ -5,6 +5,7 @@ without Docker) into STUDIES_DIR/.proxy, which both containers mount read-only. 
 a study re-renders it and reloads nginx, which keeps open connections. Studies reached by address
 get ports from STUDY_PORTS, which Docker publishes when it makes the proxy's container."""
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -41,6 +42,33 @@ def _admin_allow_geo(study):
     return " ".join(["default 0;", *(f"{entry} 1;" for entry in entries)])
 
 
+def _host_map(server, study):
+    """The entries of the study's map from "client-address Host" to the Host oTree sees (see
+    study-server.conf.template): the study's name and public port, or "" (refused)."""
+    public, inside = study.https_port, container_port(server, study)
+    suffix = "" if public == 443 else f":{public}"
+    if study.domain:
+        name_pattern, seen = re.escape(study.domain), study.domain + suffix
+    else:
+        # The address the participant used (the server's addresses are not known inside Docker).
+        capture = "address_" + study.name.replace("-", "_")
+        name_pattern = rf"(?<{capture}>[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+|\[[0-9a-f:.]+\]|localhost)"
+        seen = f"${capture}{suffix}"
+    entries = [f'    "~*^[^ ]+ {name_pattern}(:{public})?$" "{seen}";']
+    if inside != public:
+        entries.append(f'    "~*^127\\.0\\.0\\.1 {name_pattern}:{inside}$" "{seen}";')
+    return "\n".join(entries)
+
+
+def maintenance_page():
+    """nginx/maintenance.html as the body of a `return` (study-server.conf.template), which any
+    method gets, unlike a static file. The page may hold no "$": nginx would read a variable."""
+    page = _template("maintenance.html")
+    if "$" in page:
+        raise StackError("nginx/maintenance.html holds a '$', which nginx would read as a variable; remove it.")
+    return 'return 503 "' + page.replace("\\", "\\\\").replace('"', '\\"') + '";\n'
+
+
 def _study_server(server, study, address, default_ports):
     port = container_port(server, study)
     by_address = not study.domain
@@ -55,7 +83,8 @@ def _study_server(server, study, address, default_ports):
                  server_name=study.domain or "_", otree_address=address,
                  auth_level=study.get("OTREE_AUTH_LEVEL"), max_body_size=study.get("MAX_BODY_SIZE"),
                  login_rate_limit=study.get("LOGIN_RATE_LIMIT"), login_rate_burst=study.get("LOGIN_RATE_BURST"),
-                 admin_allow_geo=_admin_allow_geo(study), host_check=host_check)
+                 admin_allow_geo=_admin_allow_geo(study), host_check=host_check,
+                 host_map=_host_map(server, study))
 
 
 def render(settings, addresses):
@@ -77,6 +106,7 @@ def render(settings, addresses):
                             https_port_suffix="" if server.https_port == 443 else f":{server.https_port}",
                             default_servers="\n\n".join(refusing)),
         "studies.conf": "\n".join(blocks),
+        "maintenance-page.conf": maintenance_page(),
         "letsencrypt.list": "".join(f"{study.name} {study.domain}\n" for study in settings.studies
                                     if letsencrypt_wanted(study)),
     }
@@ -158,21 +188,53 @@ def reload(server):
     proxy.run("exec", "-T", "nginx", "nginx-entrypoint", "nginx", "-s", "reload", capture=True)
 
 
+# Run in the proxy's own image (never a study's, whose code could do anything as root there) on
+# the tar stream of a study's static folder: unpacked beside the live folder, then swapped in by
+# rename, so nginx never serves a half-copied set. GNU tar refuses names with ".." and makes links
+# only after every file; then every entry that is not a file or folder goes, so no link leads
+# nginx to another study's files or the proxy's keys.
+_UNPACK_STATIC = """set -eu
+name=$1
+new=/out/.$name.new
+old=/out/.$name.old
+rm -rf "$new" "$old"
+mkdir "$new"
+tar -x -C "$new" --no-same-owner --no-same-permissions
+find "$new" ! -type f ! -type d -exec rm -f {} +
+chmod -R u=rwX,go=rX "$new"
+if [ -d "/out/$name" ]; then mv "/out/$name" "$old"; fi
+mv "$new" "/out/$name"
+rm -rf "$old"
+"""
+
+
 def publish_static(study):
-    """Copy the study's static files out of its oTree image into the proxy's static volume, as a
-    whole folder swapped in by rename, so nginx never serves a half-copied set."""
+    """Copy the study's static files out of its oTree image into its folder of the proxy's static
+    volume without running anything of that image: `docker create` and `docker cp` read its files,
+    and the proxy's image unpacks them."""
     image = f"otree-stack/otree:{study.project}"
     volume = f"{study.server.name}_static"
-    name = study.name
-    script = (f"set -e; rm -rf /out/.{name}.new /out/.{name}.old; cp -R /srv/static /out/.{name}.new; "
-              f"if [ -d /out/{name} ]; then mv /out/{name} /out/.{name}.old; fi; mv /out/.{name}.new /out/{name}; "
-              f"rm -rf /out/.{name}.old")
+    failed = f"Copying {study.name}'s static files to the proxy failed (see above). Run `invoke up` again."
     subprocess.run(["docker", "volume", "create", "--label", f"com.docker.compose.project={study.server.name}",
                     "--label", "com.docker.compose.volume=static", volume], check=True, stdout=subprocess.DEVNULL)
-    result = subprocess.run(["docker", "run", "--rm", "--user", "root", "--network", "none", "-v", f"{volume}:/out",
-                             "--entrypoint", "sh", image, "-c", script])
-    if result.returncode:
-        raise StackError(f"Copying {study.name}'s static files to the proxy failed (see above). Run `invoke up` again.")
+    created = subprocess.run(["docker", "create", "--network", "none", image], capture_output=True, text=True)
+    if created.returncode:
+        raise StackError(f"{created.stderr.strip()}\n{failed}")
+    container = created.stdout.strip()
+    try:
+        copy = subprocess.Popen(["docker", "cp", f"{container}:/srv/static/.", "-"], stdout=subprocess.PIPE)
+        # Root for folders an older stack left as root's, but with no capability beyond reading
+        # and writing any file of the volume, and no network.
+        unpacked = subprocess.run(["docker", "run", "--rm", "-i", "--network", "none", "--user", "root",
+                                   "--cap-drop", "ALL", "--cap-add", "DAC_OVERRIDE", "--security-opt",
+                                   "no-new-privileges", "--read-only", "-v", f"{volume}:/out", "--entrypoint", "sh",
+                                   f"otree-stack/nginx:{study.server.name}", "-c", _UNPACK_STATIC, "unpack",
+                                   study.name], stdin=copy.stdout)
+        copy.stdout.close()
+        if copy.wait() or unpacked.returncode:
+            raise StackError(failed)
+    finally:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True)
 
 
 def up(settings, rebuild=False, pull=False):

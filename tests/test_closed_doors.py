@@ -4,6 +4,7 @@ rate limit; who may frame which page."""
 import dataclasses
 import json
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -324,17 +325,24 @@ def test_unknown_host_names_get_no_answer_with_a_domain(stack, tmp_path):
     """With a study's DOMAIN set only that name is answered, even by IP address: the stack's nginx
     image on its own, with the configuration invoke renders for that study (static files need no oTree)."""
     loaded = settings.load(stack.env_path)
-    study = dataclasses.replace(loaded.studies[0], values={**loaded.studies[0].values, "DOMAIN": "study.example.edu"})
+    # Published on the study's port: nginx refuses a Host that names another.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        https_port = probe.getsockname()[1]
+    server = dataclasses.replace(loaded.server, values={**loaded.server.values, "HTTPS_PORT": str(https_port)})
+    study = dataclasses.replace(loaded.studies[0], server=server, values={**loaded.studies[0].values,
+                                                                          "DOMAIN": "study.example.edu", "HTTPS_PORT": ""})
     edge, static = tmp_path / "edge", tmp_path / "static"
     # No oTree behind it: its address is never dialled.
-    for name, content in proxy.render(settings.Settings(loaded.server, (study,)), {study.name: "127.0.0.1"}).items():
+    for name, content in proxy.render(settings.Settings(server, (study,)), {study.name: "127.0.0.1"}).items():
         (edge / name).parent.mkdir(parents=True, exist_ok=True)
         (edge / name).write_text(content)
     (static / study.name).mkdir(parents=True)
     (static / study.name / "favicon.ico").write_bytes(b"icon")
     image = f"otree-stack/nginx:{loaded.server.name}"
     container = subprocess.run(["docker", "run", "-d", "--rm", "-v", f"{edge}:/etc/nginx/edge:ro",
-                                "-v", f"{static}:/srv/static:ro", "-p", "127.0.0.1::8443", "-p", "127.0.0.1::8080",
+                                "-v", f"{static}:/srv/static:ro", "-p", f"127.0.0.1:{https_port}:8443",
+                                "-p", "127.0.0.1::8080",
                                 image], capture_output=True, text=True, check=True).stdout.strip()
     try:
         def port(inside):
