@@ -176,9 +176,13 @@ def _adopt_running(ctx, records):
 
 
 def _place(folder, target):
-    """The shipped project moves into its release folder; a local one is copied."""
+    """The shipped project moves into its release folder; a local one is copied. A folder already
+    there is no one's to replace: the failure cleanup removes the target as this run's own."""
+    if os.path.lexists(target):
+        raise StackError(f"{os.path.relpath(target, envfile.REPO_ROOT)} is there already, though no release of that "
+                         "number is recorded (left by an interrupted deploy?). Move it out of releases/, then deploy "
+                         "again. Nothing was changed.")
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
     if os.path.dirname(os.path.abspath(folder)) == INCOMING:
         os.replace(folder, target)
     else:
@@ -187,25 +191,31 @@ def _place(folder, target):
 
 
 def _new_study(loaded, name, folder, revision, who, domain):
-    """A study that does not exist yet: added as `invoke study add` would, as release v1."""
+    """A study that does not exist yet: added as `invoke study add` adds one, as release v1, and
+    registered only once it runs. On failure what this deploy made goes: releases/NAME, which it
+    made (a folder there already is an earlier study's history, and is refused), and through
+    study.create the rest."""
     require_docker()
-    target = os.path.join(releases.RELEASES_DIR, name, "v1")
+    history = os.path.join(releases.RELEASES_DIR, name)
+    if os.path.lexists(history):
+        raise StackError(f"releases/{name} is there already, with the releases of an earlier study named {name!r}. "
+                         "Move it out of releases/ to keep it, or choose another name. Nothing was changed.")
+    target = os.path.join(history, "v1")
+
+    def record_v1(ctx):
+        releases.tag(releases.current_image(ctx.study), releases.image(ctx.study, 1))
+        releases.save(ctx.study, [{
+            "number": 1, "time": releases.now(), "kind": "deploy", "outcome": releases.LIVE, "deployer": who,
+            "revision": revision, "otree_version": commands.otree_version(ctx),
+            "image_id": releases.image_id(releases.current_image(ctx.study)), "image_kept": True,
+            "project_dir": os.path.relpath(target, envfile.REPO_ROOT), "changes": ["a new study"]}])
+
     _place(folder, target)
     try:
-        study_module.create(loaded, name, target, domain=domain)
-    except StackError:
-        shutil.rmtree(os.path.dirname(target), ignore_errors=True)
+        ctx = study_module.create(loaded, name, target, domain=domain, before_registering=record_v1)
+    except BaseException:
+        shutil.rmtree(history, ignore_errors=True)
         raise
-    from . import up  # here: up imports study, which this module imports
-    up.run(study_name=name)
-    loaded = context.checked_settings()
-    ctx = context.Context(loaded, loaded.study(name))
-    releases.tag(releases.current_image(ctx.study), releases.image(ctx.study, 1))
-    records = [{"number": 1, "time": releases.now(), "kind": "deploy", "outcome": releases.LIVE, "deployer": who,
-                "revision": revision, "otree_version": commands.otree_version(ctx),
-                "image_id": releases.image_id(releases.current_image(ctx.study)), "image_kept": True,
-                "project_dir": os.path.relpath(target, envfile.REPO_ROOT), "changes": ["a new study"]}]
-    releases.save(ctx.study, records)
     step(f"Release v1 of the new study '{name}' is live: {ctx.https_url()}")
 
 

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import time
 
-from . import backups, commands, context, database, down, envfile, lock, names, project, proxy, settings, validate
+from . import (backups, base_image, commands, compose, context, database, down, envfile, lock, names, project, proxy,
+               settings, validate)
+from .compose import require_docker
 from .console import StackError, confirm_by_typing, info, step, warn
 
 def _render_study_file(values):
@@ -60,18 +62,29 @@ def add_first(server):
 
 
 def add(name, project_folder, domain=None, port=None):
-    """Check everything, write the study's settings file, then start it with `invoke up`."""
-    create(context.checked_settings(), name, project_folder, domain=domain, port=port)
-    from . import up  # here: up imports this module for the first study
-    up.run(study_name=name)
+    """Check everything, build and start the study, and only then write its settings file."""
+    names.check_study(name)
+    loaded = context.checked_settings()
+    project.check_settings(project.directory(os.path.abspath(project_folder)))
+    with lock.held(loaded.server, f"study add of {name}"):
+        create(loaded, name, project_folder, domain=domain, port=port)
 
 
-def create(loaded, name, project_folder, domain=None, port=None):
-    """Check everything and write a new study's settings file (with new secrets)."""
+def create(loaded, name, project_folder, domain=None, port=None, before_registering=None):
+    """A new study, with new secrets: everything checked, its images built and its containers
+    started, `before_registering(ctx)` run, and only then its settings file written, which is
+    what makes it one of the server's studies. When any of it fails, what this run made for the
+    study goes (its containers, volumes, images, network, proxy entry and backup folder), and
+    nothing it found. Returns the study's Context."""
     names.check_study(name)
     if any(study.name == name for study in loaded.studies):
         raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
                          f"Choose another name; `invoke studies` lists them. Nothing was added.")
+    for study in loaded.studies:
+        shorter, longer = sorted((name, study.name), key=len)
+        if re.fullmatch(rf"{re.escape(shorter)}-v[0-9]+", longer):
+            raise StackError(f"A study named {name!r} would share image names with the releases of the study "
+                             f"{study.name!r} (they are named STUDY-vN). Choose another name. Nothing was added.")
     folder = os.path.abspath(project_folder)
     project.directory(folder)
     values = {"OTREE_PROJECT_DIR": os.path.relpath(folder, envfile.REPO_ROOT),
@@ -85,11 +98,104 @@ def create(loaded, name, project_folder, domain=None, port=None):
     text = _render_study_file(values)
     candidate = settings.Study(name, path, settings.with_defaults(settings.STUDY_DEFAULTS, envfile.parse(text)),
                                loaded.server)
-    problems = validate.settings_problems(settings.Settings(loaded.server, (*loaded.studies, candidate)))
+    with_it = settings.Settings(loaded.server, tuple(sorted((*loaded.studies, candidate), key=lambda s: s.name)))
+    problems = validate.settings_problems(with_it)
     if problems:
         raise StackError("The study was not added:\n" + "\n".join(f"  - {problem}" for problem in problems))
-    _write_new(path, text)
+    require_docker()
+    found = _Found(candidate)
+    if found.containers or found.volumes:
+        raise StackError(f"Docker still has containers or volumes of a study named {name!r} (an earlier one's, "
+                         f"perhaps its data): {', '.join(found.containers + found.volumes)}. Look at them with "
+                         f"`docker volume ls --filter label=com.docker.compose.project={candidate.project}`; "
+                         "remove them if nothing in them is needed, or choose another name. Nothing was added.")
+    ctx = context.Context(with_it, candidate)
+    try:
+        _start_new(ctx)
+        if before_registering:
+            before_registering(ctx)
+        _write_new(path, text)
+    except BaseException:  # a failure or Ctrl-C: the study must not stay half added
+        _take_back(loaded, candidate, found)
+        raise
     step(f"Added the study '{name}': its settings are in {path} (new secrets; keep it private)")
+    from . import up  # here: up imports this module for the first study
+    up._summary(ctx)  # what `invoke up` says of a study it started
+    return ctx
+
+
+def _start_new(ctx):
+    """As `invoke up --study NAME` starts a study, from its settings in memory: its images are
+    built before the proxy learns of it, so a project that does not build changes nothing there."""
+    from . import up  # here: up imports this module for the first study
+    base_image.ensure(ctx.server.base_image)
+    step(f"Study {ctx.study.name}: building its images")
+    ctx.compose.build()
+    proxy.up(ctx.settings)
+    up.start_study(ctx)
+
+
+class _Found:
+    """What Docker and the disk held for a new study's names before it was added: the cleanup
+    after a failure removes only what is not in here."""
+
+    def __init__(self, study):
+        label = f"label=com.docker.compose.project={study.project}"
+        self.containers = _docker_lines("ps", "--all", "--quiet", "--filter", label)
+        self.volumes = _docker_lines("volume", "ls", "--quiet", "--filter", label)
+        self.network = not subprocess.run(["docker", "network", "inspect", study.network], capture_output=True).returncode
+        self.images = _images_of(study)
+        self.backup_dir = os.path.lexists(study.backup_dir)
+
+
+def _docker_lines(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True).stdout.split()
+
+
+def _images_of(study):
+    """The study's image tags: its services' and its releases' (PROJECT-vN)."""
+    pattern = rf"otree-stack/[a-z]+:{re.escape(study.project)}(-v[0-9]+)?"
+    return {ref for ref in _docker_lines("images", "--format", "{{.Repository}}:{{.Tag}}",
+                                          "--filter", "reference=otree-stack/*")
+            if re.fullmatch(pattern, ref)}
+
+
+def _take_back(loaded, study, found):
+    """After a failed add: the study's containers and volumes, its proxy entry, network, static
+    files, images and backup folder go, each only when this run made it."""
+    warn(f"The study '{study.name}' was not added; removing what this attempt made for it.")
+    compose.for_study(study).run("down", "--remove-orphans", "--volumes", check=False)
+    try:
+        if proxy.write(loaded):
+            proxy.reload(loaded.server)
+    except StackError as error:
+        warn(f"The proxy's configuration could not be put back: {error}")
+    nginx = proxy.compose(loaded.server).container("nginx")
+    if not found.network:
+        if nginx:
+            subprocess.run(["docker", "network", "disconnect", study.network, nginx], capture_output=True)
+        subprocess.run(["docker", "network", "rm", study.network], capture_output=True)
+    if nginx:  # its static files, published when it started (no server block serves them now)
+        subprocess.run(["docker", "run", "--rm", "--user", "root", "--network", "none", "-v",
+                        f"{loaded.server.name}_static:/out", "--entrypoint", "rm", f"otree-stack/nginx:{loaded.server.name}",
+                        "-rf", f"/out/{study.name}"], capture_output=True)
+    made = sorted(_images_of(study) - found.images)
+    if made:
+        subprocess.run(["docker", "image", "rm", *made], capture_output=True)
+    if not found.backup_dir and os.path.isdir(study.backup_dir):
+        _remove_backup_dir(loaded.server, study.backup_dir)
+
+
+def _remove_backup_dir(server, folder):
+    """A backup folder this run made; it belongs to the backup service's user by now, so what is
+    in it is removed through Docker, as that folder was given away (stack/backups.py)."""
+    try:
+        shutil.rmtree(folder)
+    except PermissionError:
+        subprocess.run(["docker", "run", "--rm", "--user", "root", "--network", "none", "-v", f"{folder}:/gone",
+                        "--entrypoint", "find", f"otree-stack/nginx:{server.name}", "/gone", "-mindepth", "1",
+                        "-delete"], capture_output=True)
+        os.rmdir(folder)
 
 
 def _facts(ctx):

@@ -2,15 +2,18 @@
 study and server names, releases, backup and snapshot IDs, setting names. Each is refused with
 its rule's message and exit code 1, without a traceback, and the server's folders (its settings,
 releases and backups) and the laptop's servers file are byte-for-byte as before. Each row is one
-`invoke` process against the shared test server; none starts or stops a container. The rules
+`invoke` process against the shared test server; none starts or stops a container. A project
+whose image cannot be built is bad input too: `study add` leaves nothing of it. The rules
 themselves are unit-tested at the end."""
 import os
+import shutil
+import subprocess
 
 import pytest
 
-from stack import names, settings
-from tests.helpers import REPO_ROOT, tree_digest
-from tests.test_deploy import Laptop
+from stack import names, servers, settings
+from tests.helpers import REPO_ROOT, containers_of, tree_digest
+from tests.test_deploy import Laptop, images_of, volumes_of
 
 STUDY_RULE = "is not a valid study name"
 SERVER_RULE = "is not a valid server name"
@@ -124,6 +127,43 @@ def test_a_crafted_server_name_is_refused_on_the_laptop_before_ssh(stack, laptop
     assert "cannot be reached" not in result.stderr  # refused before ssh was tried
 
 
+@pytest.mark.docker
+def test_a_study_whose_image_does_not_build_is_not_added_and_leaves_nothing_behind(stack):
+    """`invoke study add` of a project with a requirement that cannot be installed: its settings
+    file once stayed (and `invoke up` then failed for every study), with its proxy network and
+    entry. Now nothing of it stays, and the server's folders are as they were."""
+    name = "unbuildable"
+    folder = os.path.join(REPO_ROOT, ".test-projects", f"{stack.name}-{name}")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(os.path.join(REPO_ROOT, "otree_project"), folder)
+    with open(os.path.join(folder, "requirements.txt"), "r+", encoding="utf-8") as requirements:
+        text = requirements.read()
+        requirements.seek(0)
+        requirements.write("otree-stack-test-no-such-package==0.0.1\n" + text)
+    loaded = settings.load(stack.env_path)
+    studies_dir = loaded.server.studies_dir
+
+    def state():  # the operations lock's file records each holder, so it is left out
+        return {"files": sorted(os.listdir(studies_dir)), "proxy": tree_digest(loaded.server.proxy_dir),
+                "settings": [tree_digest(study.env_path) for study in loaded.studies],
+                "releases": tree_digest(os.path.join(REPO_ROOT, "releases")),
+                "backups": sorted(os.listdir(os.path.dirname(loaded.studies[0].backup_dir)))}
+    project = f"{loaded.server.name}-{name}"
+    before, images_before = state(), images_of(project)
+    try:
+        added = stack.invoke("study", "add", name, "--project", os.path.relpath(folder, REPO_ROOT), check=False)
+    finally:
+        shutil.rmtree(folder)
+    said = added.stdout + added.stderr
+    assert added.returncode == 1 and "otree-stack-test-no-such-package" in said, said[-3000:]
+    # The image's own build log may hold pip's traceback; the stack's code raised none.
+    assert "removing what this attempt made" in said and 'tasks.py", line' not in said
+    assert state() == before
+    assert not containers_of(project) and not volumes_of(project) and images_of(project) <= images_before
+    assert subprocess.run(["docker", "network", "inspect", f"{project}-proxy"], capture_output=True).returncode
+    assert "Studies on this server (1)" in stack.invoke("studies").stdout
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("name", ["lab", "a", "ultimatum-2026", "a" * 30, "x-1-y"])
 def test_good_study_and_server_names_pass(name):
@@ -197,3 +237,10 @@ def test_setting_names_are_capitals_digits_and_underscores():
     for bad in ("cpu_limit", "CPU LIMIT", "CPU_LIMIT\n", "../X", "", "A" * 65, "_X", "CPU-LIMIT", "ＣＰＵ"):
         with pytest.raises(names.StackError, match=KEY_RULE):
             names.check_config_key(bad)
+
+
+@pytest.mark.unit
+def test_an_ssh_address_cannot_start_with_a_dash_or_end_with_a_newline():
+    assert servers.problems("lab", "deploy@203.0.113.7", 22, "otree-stack") == []
+    for target in ("-oProxyCommand", "deploy@-oProxyCommand", "deploy@203.0.113.7\n", "deploy@hоst"):
+        assert any("is not an SSH address" in problem for problem in servers.problems("lab", target, 22, "x"))
