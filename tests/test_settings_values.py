@@ -204,6 +204,17 @@ def test_the_home_the_stacks_folder_the_root_and_their_parents_are_refused(fake_
 
 
 @pytest.mark.unit
+def test_the_checks_of_every_task_refuse_a_home_backup_folder_naming_the_studys_file(fake_home, tmp_path):
+    server = settings.Server(str(tmp_path / "server.env"), settings.with_defaults(settings.SERVER_DEFAULTS, {}))
+    study = settings.Study("lab", str(tmp_path / "lab.env"),
+                           settings.with_defaults(settings.STUDY_DEFAULTS, {"BACKUP_DIR": "~"}), server)
+    found = validate.settings_problems(settings.Settings(server, (study,)))
+    assert any(problem.startswith(f"{tmp_path / 'lab.env'}: BACKUP_DIR names {fake_home}, which is your home folder")
+               and "Set BACKUP_DIR to a new folder of its own, e.g. BACKUP_DIR=backups/lab" in problem
+               for problem in found), found
+
+
+@pytest.mark.unit
 def test_a_folder_is_taken_over_only_when_new_empty_made_by_the_stack_or_the_services(tmp_path, fake_home):
     papers = tmp_path / "papers"
     papers.mkdir()
