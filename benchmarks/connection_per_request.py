@@ -4,10 +4,14 @@ from clients that keep their connections open and from clients that close them a
 (`Connection: close`), alternated. Prints requests/s and oTree's CPU time a request, medians and
 the ratio close/keep.
 
-    .venv-test/bin/python benchmarks/connection_per_request.py [--participants 150] [--pairs 6]
+    .venv-test/bin/python benchmarks/connection_per_request.py [--participants 150] [--pairs 6] [--tiny]
 
 It starts a bare oTree (the stack's oTree image, a Postgres of its own) named otreeconn-bench on
-127.0.0.1:19891 and removes it when it ends, also on Ctrl-C."""
+127.0.0.1:19891 and removes it when it ends, also on Ctrl-C.
+
+--tiny: one pair of two participants from one client, the smallest run that still takes every
+step, for the test suite (tests/test_benchmarks_run.py), so the script cannot rot unnoticed; its
+figures mean nothing."""
 import argparse
 import os
 import signal
@@ -28,7 +32,10 @@ def main():
     parser.add_argument("--participants", type=int, default=150, help="participants per run (default 150)")
     parser.add_argument("--concurrency", type=int, default=10, help="clients at once (default 10)")
     parser.add_argument("--pairs", type=int, default=6, help="keep/close pairs (default 6)")
+    parser.add_argument("--tiny", action="store_true", help="one pair of two participants (the test suite's run)")
     arguments = parser.parse_args()
+    if arguments.tiny:
+        arguments.participants, arguments.concurrency, arguments.pairs = 2, 1, 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
 
     def closing():

@@ -1,12 +1,17 @@
 """How long a deploy takes, and how long participants see the maintenance page: three deploys each
 of an unchanged project, a code change (a page's template) and a model change (a new field).
 
-    OTREE_STACK_ENV=/path/to/test-server.env python3 benchmarks/deploy_times.py
+    OTREE_STACK_ENV=/path/to/test-server.env python3 benchmarks/deploy_times.py [--tiny]
 
 It deploys a copy of the example project (in .bench-projects/, removed afterwards) to the first
 study of the server OTREE_STACK_ENV names, on this machine (`invoke deploy` without --on: the
 same steps a laptop's deploy runs on the server, without the copy over SSH). Use a test server:
-each deploy is a real release. Prints each deploy's wall time and downtime, then the medians."""
+each deploy is a real release. Prints each deploy's wall time and downtime, then the medians.
+
+--tiny: one deploy, with both changes, as the study's first (it adopts what runs as v1): the
+smallest run that still takes every step, for the test suite (tests/test_benchmarks_run.py), so
+the script cannot rot unnoticed; its figures mean nothing."""
+import argparse
 import os
 import re
 import shutil
@@ -56,6 +61,13 @@ def change_models(round_number):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="one deploy with both changes (the test suite's run)")
+    tiny = parser.parse_args().tiny
+    rounds = 1 if tiny else ROUNDS
+    kinds = (("unchanged project", ()), ("code change", (change_code,)), ("model change", (change_models,)))
+    if tiny:
+        kinds = (("code and model change", (change_code, change_models)),)
     shutil.rmtree(PROJECT, ignore_errors=True)
     shutil.copytree(os.path.join(REPO_ROOT, "otree_project"), PROJECT)
     git("init", "-q")
@@ -63,20 +75,21 @@ def main():
     git("commit", "-qm", "benchmark")
     results = {}
     try:
-        deploy()  # the first deploy adopts what runs as v1; not measured
-        for kind, change in (("unchanged project", None), ("code change", change_code), ("model change", change_models)):
-            for round_number in range(ROUNDS):
-                if change:
+        if not tiny:
+            deploy()  # the first deploy adopts what runs as v1; not measured
+        for kind, changes in kinds:
+            for round_number in range(rounds):
+                for change in changes:
                     change(round_number)
                 seconds, downtime = deploy()
                 results.setdefault(kind, []).append((seconds, downtime))
-                print(f"{kind:<18} round {round_number + 1}: deploy {seconds:5.1f} s, downtime {downtime:4.1f} s",
+                print(f"{kind:<21} round {round_number + 1}: deploy {seconds:5.1f} s, downtime {downtime:4.1f} s",
                       flush=True)
     finally:
         shutil.rmtree(os.path.dirname(PROJECT), ignore_errors=True)
-    print(f"\nmedians of {ROUNDS}:")
+    print(f"\nmedians of {rounds}:")
     for kind, rows in results.items():
-        print(f"{kind:<18} deploy {statistics.median(r[0] for r in rows):5.1f} s, "
+        print(f"{kind:<21} deploy {statistics.median(r[0] for r in rows):5.1f} s, "
               f"participants' downtime {statistics.median(r[1] for r in rows):4.1f} s")
 
 

@@ -1,11 +1,16 @@
 """How much `invoke export-data` slows participants down, next to oTree's REST export, plus how long
 backup, restore and export take. Prints medians and ratios from one run.
 
-    .venv-test/bin/python benchmarks/export_under_load.py [--seconds 30] [--threads 6]
+    .venv-test/bin/python benchmarks/export_under_load.py [--seconds 30] [--threads 6] [--tiny]
 
 It drives the stack of the env file in OTREE_STACK_ENV (or .env) at 127.0.0.1 only, with
 participants who play the example study over plain HTTP (tests/participants.py), in bounded
-phases that stop by themselves. It creates sessions and backups in that stack: use a test stack.
+phases that stop by themselves. It creates sessions and backups in that stack, and restores
+the last backup: use a test stack.
+
+--tiny: phases of 3 s with one participant, each duration taken once: the smallest run that still
+takes every step, for the test suite (tests/test_benchmarks_run.py), so the script cannot rot
+unnoticed; its figures mean nothing.
 """
 import argparse
 import os
@@ -29,6 +34,7 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 class Target:
     def __init__(self):
         study = settings.load().study()  # a server with one study (a test stack)
+        self.study = study.name
         self.https = f"https://127.0.0.1:{study.https_port}"
         self.key = {"otree-rest-key": study.get("OTREE_REST_KEY")}
 
@@ -42,15 +48,18 @@ class Target:
 
     def invoke(self, *args):
         started = time.monotonic()
-        subprocess.run(["invoke", *args], check=True, capture_output=True, text=True)
+        result = subprocess.run(["invoke", *args], capture_output=True, text=True)
+        if result.returncode:
+            sys.exit(f"invoke {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return time.monotonic() - started
 
 
 def load_phase(target, seconds, threads, background=None):
     """Participants play for `seconds` while `background` (a function) runs in a loop. Returns
     (participant requests per second: median of 1 s buckets, failed requests, background runs)."""
-    session = target.session(threads * 40)
-    labels = iter(range(threads * 40))
+    places = threads * 42  # enough for the phase, a multiple of the game's group size (3)
+    session = target.session(places)
+    labels = iter(range(places))
     log, errors, lock, stop = [], [], threading.Lock(), threading.Event()
 
     def play():
@@ -93,8 +102,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30, help="length of each load phase (max 120)")
     parser.add_argument("--threads", type=int, default=6, help="participants playing at once (max 20)")
+    parser.add_argument("--tiny", action="store_true", help="3 s phases, one participant, each duration once")
     args = parser.parse_args()
     seconds, threads = min(args.seconds, 120), min(args.threads, 20)
+    repeats = 3
+    if args.tiny:
+        seconds, threads, repeats = 3, 1, 1
     target = Target()
 
     def rest_export():
@@ -112,14 +125,14 @@ def main():
         print(f"  {name}: {rate:6.1f} req/s  ({failed} failed, {runs} exports)  ratio to alone "
               f"{rate / baseline:.2f}")
 
-    print("Durations, median of 3 (the database now holds the sessions above):")
+    print(f"Durations, median of {repeats} (the database now holds the sessions above):")
     for label, command in (("invoke backup", ["backup"]), ("invoke export-data", ["export-data", "--output",
                                                                                   "/tmp/otree-bench-exports"])):
-        times = [target.invoke(*command) for _ in range(3)]
+        times = [target.invoke(*command) for _ in range(repeats)]
         print(f"  {label:<20} {statistics.median(times):6.1f} s")
     backups = subprocess.run(["invoke", "backups"], capture_output=True, text=True, check=True).stdout
     latest = re.findall(r"^\s+(\d{4}-\S+)\s", backups, re.M)[-1]
-    times = [target.invoke("restore", latest, "--yes") for _ in range(3)]
+    times = [target.invoke("restore", latest, "--confirm", target.study) for _ in range(repeats)]
     print(f"  {'invoke restore':<20} {statistics.median(times):6.1f} s  (proof, safety backup, swap, restart)")
 
 

@@ -3,7 +3,10 @@ queries over Postgres's Unix socket (how the stack's oTree connects) and over TC
 internal network (how oTree usually connects: DATABASE_URL with a host name), alternated.
 Prints the medians in microseconds and the ratio socket/TCP.
 
-    .venv-test/bin/python benchmarks/postgres_round_trip.py [--study NAME] [--rounds 5]
+    .venv-test/bin/python benchmarks/postgres_round_trip.py [--study NAME] [--rounds 5] [--tiny]
+
+--tiny: one round of a few queries, the smallest run that still takes every step, for the test
+suite (tests/test_benchmarks_run.py), so the script cannot rot unnoticed; its figures mean nothing.
 
 It uses the stack of the env file in OTREE_STACK_ENV (or .env), which must be running. It only
 reads, and writes one row back unchanged: an UPDATE of a scratch temporary table and a COMMIT,
@@ -55,7 +58,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="alternations of socket and TCP (default 5)")
     parser.add_argument("--queries", type=int, default=3000, help="SELECT 1 per round and way (default 3000)")
     parser.add_argument("--commits", type=int, default=300, help="UPDATE + COMMIT per round and way (default 300)")
+    parser.add_argument("--tiny", action="store_true", help="one round of a few queries (the test suite's run)")
     arguments = parser.parse_args()
+    if arguments.tiny:
+        arguments.rounds, arguments.queries, arguments.commits = 1, 20, 5
     study = settings.load().study(arguments.study)
     project = compose.for_study(study)
     result = project.run("exec", "-T", "otree", "python", "-c", PROBE, str(arguments.rounds), str(arguments.queries),

@@ -6,7 +6,7 @@ both on (OTREE_RENDER_CACHE, OTREE_COMPILED_LOOKUPS). Bare oTree is started with
 `otree` command (/opt/venv/bin/otree), not the image's, so it runs as it comes: neither speed-up
 and none of the foreign-key indexes the stack's oTree adds at its start.
 
-    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 80] [--pairs 9] ...
+    .venv-test/bin/python benchmarks/stack_vs_bare.py [--participants 80] [--pairs 9] ... [--tiny]
 
 Many short pairs rather than a few long ones: this machine's speed drifts by a quarter within
 minutes, so a pair's two runs are kept close together, and the median of the per-pair ratios is
@@ -21,7 +21,14 @@ participant's questionnaire page (the example's largest form) by GET, for a numb
 Prints each run's requests/s, p95 latency and oTree's CPU time per request (its container's),
 then medians and the per-pair ratios stack/bare. It starts a server named otreespeed-bench on
 127.0.0.1 ports 19880/19843 (19850-19853) and a bare oTree on 19890, apart from the test suite's
-ports, and removes every container, network and volume it made when it ends, also on Ctrl-C."""
+ports, and removes every container, network and volume it made when it ends, also on Ctrl-C.
+With --stack-env FILE it measures that running server (its first study) instead of starting one,
+and leaves it running with the last mode's speed-ups (both on, the default).
+
+--tiny: one pair of two participants from one client and 1 s form page runs, in the mode "both
+on" only: the smallest run that still takes every step, for the test suite
+(tests/test_benchmarks_run.py, with --stack-env), so the script cannot rot unnoticed; its figures
+mean nothing."""
 import argparse
 import os
 import shutil
@@ -198,21 +205,30 @@ def main():
     parser.add_argument("--concurrency", type=int, default=10, help="clients at once (default 10)")
     parser.add_argument("--pairs", type=int, default=9, help="bare/stack pairs per mode (default 9)")
     parser.add_argument("--seconds", type=float, default=6, help="length of each form page run (default 6)")
+    parser.add_argument("--stack-env", help="measure this running server instead of starting one")
+    parser.add_argument("--tiny", action="store_true", help="one pair of two participants, mode 'both on' only "
+                                                            "(the test suite's run)")
     arguments = parser.parse_args()
+    modes = MODES
+    if arguments.tiny:
+        arguments.participants, arguments.concurrency, arguments.pairs, arguments.seconds = 2, 1, 1, 1
+        modes = {"both on": MODES["both on"]}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # clean up as on Ctrl-C
 
     directory = tempfile.mkdtemp(prefix="otreespeed-bench-")
-    stack, bare_otree = stack_settings(directory), None
+    stack = Stack(arguments.stack_env) if arguments.stack_env else stack_settings(directory)
+    bare_otree = None
     try:
-        print(f"Starting the stack {NAME} (https://127.0.0.1:{PORTS['HTTPS_PORT']}) ...", flush=True)
-        invoke(stack.env_path, "up")
+        if not arguments.stack_env:
+            print(f"Starting the stack {NAME} (https://127.0.0.1:{PORTS['HTTPS_PORT']}) ...", flush=True)
+            invoke(stack.env_path, "up")
         project = settings.load(stack.env_path).studies[0].project
         bare_otree = bare.BareOtree(f"{NAME}-bare", f"otree-stack/otree:{project}", f"otree-stack/postgres:{project}",
                                     BARE_PORT, command=OTREE_AS_IT_COMES)
         bare_otree.start()
         targets = {"bare": Target("bare", bare_otree.url, bare_otree.rest_key, f"{bare_otree.name}-otree")}
         results = {}
-        for mode, values in MODES.items():
+        for mode, values in modes.items():
             set_speed_ups(stack, values)
             targets["stack"] = Target("stack", stack.https, stack.values["OTREE_REST_KEY"],
                                       stack.compose("ps", "-q", "otree").stdout.strip())
@@ -242,7 +258,8 @@ def main():
         print("Removing the benchmark's containers and volumes ...", flush=True)
         if bare_otree:
             bare_otree.stop()
-        stop_stack(stack)
+        if not arguments.stack_env:
+            stop_stack(stack)
         shutil.rmtree(directory, ignore_errors=True)
 
 
