@@ -50,6 +50,8 @@ def _check_names(options):
         names.check_server(options["on"])
     if options.get("to") is not None:
         names.release_number(options["to"])
+    if options.get("session") is not None:
+        names.SESSION.check(options["session"])
     if options.get("tar") is not None:
         names.check_backup_id(options["tar"])
     if options.get("source") is not None:

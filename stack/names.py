@@ -1,5 +1,5 @@
 """The one rule for each kind of name that reaches a path, Docker, nginx or a shell: study and
-server names, releases, backup and snapshot IDs, setting names. Each is checked on the laptop
+server names, releases, backup and snapshot IDs, session codes, setting names. Each is checked on the laptop
 before anything is sent, and again on the server before anything is created, moved or removed,
 so a name like `lab/`, `..`, `/home/x` or one with a newline never reaches `os.path.join`, a
 Compose project, an nginx file or a command line. A refusal names the rule and changes nothing."""
@@ -53,6 +53,9 @@ BACKUP_ID = Rule("backup ID", r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-
 # restic's: its short form or the whole hash.
 SNAPSHOT = Rule("snapshot ID", r"latest|[0-9a-f]{8,64}", DIGITS + "abcdef" + "latest",
                 "use latest or an ID from `invoke backups --offsite` (8 or more hex digits).")
+# oTree's own session codes; `prolific bonuses` names its file after one.
+SESSION = Rule("session code", r"[a-z0-9]{1,64}", LOWER + DIGITS,
+               "lower-case letters and digits, as the admin's Sessions page shows it, e.g. 7kq2xw9p.")
 CONFIG_KEY = Rule("setting name", r"[A-Z][A-Z0-9_]{0,63}", LOWER.upper() + DIGITS + "_",
                   "capital letters, digits and _, e.g. CPU_LIMIT; `invoke config` lists them.")
 

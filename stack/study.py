@@ -65,6 +65,7 @@ def add(name, project_folder, domain=None, port=None):
     """Check everything, build and start the study, and only then write its settings file."""
     names.check_study(name)
     loaded = context.checked_settings()
+    _check_name_free(loaded, name)
     project.check_settings(project.directory(os.path.abspath(project_folder)))
     with lock.held(loaded.server, f"study add of {name}"):
         create(loaded, name, project_folder, domain=domain, port=port)
@@ -76,15 +77,7 @@ def create(loaded, name, project_folder, domain=None, port=None, before_register
     what makes it one of the server's studies. When any of it fails, what this run made for the
     study goes (its containers, volumes, images, network, proxy entry and backup folder), and
     nothing it found. Returns the study's Context."""
-    names.check_study(name)
-    if any(study.name == name for study in loaded.studies):
-        raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
-                         f"Choose another name; `invoke studies` lists them. Nothing was added.")
-    for study in loaded.studies:
-        shorter, longer = sorted((name, study.name), key=len)
-        if re.fullmatch(rf"{re.escape(shorter)}-v[0-9]+", longer):
-            raise StackError(f"A study named {name!r} would share image names with the releases of the study "
-                             f"{study.name!r} (they are named STUDY-vN). Choose another name. Nothing was added.")
+    _check_name_free(loaded, name)
     folder = os.path.abspath(project_folder)
     project.directory(folder)
     values = {"OTREE_PROJECT_DIR": os.path.relpath(folder, envfile.REPO_ROOT),
@@ -122,6 +115,19 @@ def create(loaded, name, project_folder, domain=None, port=None, before_register
     from . import up  # here: up imports this module for the first study
     up._summary(ctx)  # what `invoke up` says of a study it started
     return ctx
+
+
+def _check_name_free(loaded, name):
+    """A new study's name follows the rule, is not taken, and shares no image tag with another's."""
+    names.check_study(name)
+    if any(study.name == name for study in loaded.studies):
+        raise StackError(f"There is already a study named {name!r} ({settings.study_path(loaded.server, name)}). "
+                         f"Choose another name; `invoke studies` lists them. Nothing was added.")
+    for study in loaded.studies:
+        shorter, longer = sorted((name, study.name), key=len)
+        if re.fullmatch(rf"{re.escape(shorter)}-v[0-9]+", longer):  # release N of a study is tagged STUDY-vN
+            raise StackError(f"A study named {name!r} would share image names with the releases of the study "
+                             f"{study.name!r} (they are named STUDY-vN). Choose another name. Nothing was changed.")
 
 
 def _start_new(ctx):

@@ -1,5 +1,5 @@
 """Crafted names, typed as a hurried or hostile user would, at every door a name goes through:
-study and server names, releases, backup and snapshot IDs, setting names. Each is refused with
+study and server names, releases, backup and snapshot IDs, session codes, setting names. Each is refused with
 its rule's message and exit code 1, without a traceback, and the server's folders (its settings,
 releases and backups) and the laptop's servers file are byte-for-byte as before. Each row is one
 `invoke` process against the shared test server; none starts or stops a container. A project
@@ -47,6 +47,8 @@ STUDY_ROWS = [
     ("add-tab", ["study", "add", "ex\ttra", "--project", "otree_project"], STUDY_RULE),
     ("add-zero-width", ["study", "add", "extra\u200b", "--project", "otree_project"], STUDY_RULE),
     ("add-long", ["study", "add", LONG, "--project", "otree_project"], STUDY_RULE),
+    ("add-release-image-clash", ["study", "add", "{study}-v2", "--project", "otree_project"],
+     "would share image names with the releases"),
     ("add-escape-sequence", ["study", "add", "ex\x1b[2Jtra", "--project", "otree_project"], STUDY_RULE),
     ("rollback-dot-dot", ["rollback", "--to", "../v1"], RELEASE_RULE),
     ("rollback-arabic-digit", ["rollback", "--to", "v\u0663"], RELEASE_RULE),
@@ -59,6 +61,8 @@ STUDY_ROWS = [
     ("backups-tar-dot-dot", ["backups", "--tar", "../{study}"], BACKUP_RULE),
     ("backups-tar-absolute", ["backups", "--tar", "/etc"], BACKUP_RULE),
     ("backups-tar-word", ["backups", "--tar", "incoming"], BACKUP_RULE),
+    ("prolific-session-dot-dot", ["prolific", "bonuses", "--session", "../../../tmp/bonuses"], "is not a session code"),
+    ("export-session-shell", ["export-data", "--session", "$(id)"], "is not a session code"),
     ("config-get-newline", ["config", "--get", "CPU_LIMIT\nPOSTGRES_VOLUME"], KEY_RULE),
     ("config-set-lower", ["config", "--set", "cpu_limit=1"], KEY_RULE),
     ("config-set-space", ["config", "--set", "CPU LIMIT=1"], KEY_RULE),
@@ -229,6 +233,14 @@ def test_a_restore_source_is_latest_an_id_or_a_path(tmp_path):
     for bad in ("latest;id", "3F2A9C1E", "3f2a", "../3f2a9c1e"):
         with pytest.raises(names.StackError, match=SNAPSHOT_RULE):
             names.check_restore_source(bad, offsite=True)
+
+
+@pytest.mark.unit
+def test_session_codes_are_otrees_own():
+    assert names.SESSION.check("7kq2xw9p") == "7kq2xw9p"
+    for bad in ("../x", "7KQ2XW9P", "7kq2 xw9p", "7kq2xw9p\n", "", "a" * 65, "７kq"):
+        with pytest.raises(names.StackError, match="is not a session code"):
+            names.SESSION.check(bad)
 
 
 @pytest.mark.unit
