@@ -583,6 +583,149 @@ def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(w
     assert signed_in.status_code == 302
 
 
+# Files a laptop holds in its copy of the stack that must never reach a server: a marker in each.
+PLANTED = [".env", "studies/x.env", "servers.ini", "downloads/testhost/planted.csv", "exports/otree/planted.csv",
+           "backups/otree/planted/otree.dump", "loadtests/planted.html"]
+
+
+def laptop_copy(folder, mode, crlf, marker):
+    """This checkout's files (git's list, their current contents) copied to folder without .git,
+    every file with `mode`, scripts (a #! line, or .sh) with CRLF when `crlf`; and PLANTED."""
+    listed = subprocess.run(["git", "-C", REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for path in filter(None, listed):
+        source = os.path.join(REPO_ROOT, path)
+        if not os.path.isfile(source) or os.path.islink(source):
+            continue
+        content = open(source, "rb").read()
+        if crlf and (path.endswith(".sh") or content.startswith(b"#!")):
+            content = content.replace(b"\n", b"\r\n")
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+    for path in PLANTED:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(f"# {marker}\n")
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else mode)
+    return folder
+
+
+def run_laptop(laptop, folder, *args, path=None):
+    """`invoke ARGS` with folder as the laptop's copy of the stack (its working directory)."""
+    environment = {**laptop.environment, **({"PATH": path} if path else {})}
+    result = subprocess.run(["invoke", *args], cwd=folder, env=environment, capture_output=True, text=True,
+                            timeout=1500, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"invoke {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def on_host(laptop, command, timeout=1500):
+    return subprocess.run(["ssh", "-F", str(laptop.folder / "ssh_config"), *ssh.OPTIONS, "-p", str(SSH_PORT),
+                           "deploy@127.0.0.1", command], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_every_service_healthy():
+    expected = {(STACK, "nginx"), (STACK, "certbot"), (STACK, "monitor"), (f"{STACK}-{STACK}", "otree"),
+                (f"{STACK}-{STACK}", "postgres"), (f"{STACK}-{STACK}", "backup")}
+    deadline = time.time() + 180
+    while True:
+        listed = subprocess.run(
+            ["docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.project"}} '
+             '{{index .Config.Labels "com.docker.compose.service"}} '
+             '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}', *containers_of(STACK)],
+            capture_output=True, text=True, check=True).stdout
+        states = {(project, service): state for project, service, state in map(str.split, listed.splitlines())}
+        if all(states.get(service) in ("healthy", "running") for service in expected):
+            return
+        assert time.time() < deadline, f"not every service is healthy: {states}"
+        time.sleep(2)
+
+
+def assert_a_windows_or_git_less_laptop_deployed(laptop, host, marker, deployed):
+    assert "is live" in deployed.stdout, deployed.stdout
+    # As after any deploy: setup.sh (which ends with `invoke up`) on the server starts every service.
+    started = on_host(laptop, "cd otree-stack && ./setup.sh --yes")
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    assert_every_service_healthy()
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+    holding = subprocess.run(["grep", "-rlsF", marker, str(host.stack)], capture_output=True, text=True).stdout
+    assert holding == "", f"planted files reached the server: {holding}"
+    for path, mode in (("setup.sh", 0o755), ("nginx/entrypoint.sh", 0o755), ("tasks.py", 0o644),
+                       ("stack/remote.py", 0o644)):
+        assert os.stat(host.stack / path).st_mode & 0o777 == mode, path
+        assert b"\r" not in (host.stack / path).read_bytes(), path
+
+
+def test_a_deploy_from_a_copy_made_on_windows_leaves_a_server_that_starts(world, tmp_path):
+    """Every file 0644, scripts CRLF, no .git: as a Windows checkout or an unpacked zip."""
+    laptop, host, project = world
+    marker = f"planted-{secrets.token_hex(8)}"
+    copy = laptop_copy(tmp_path / "otree-stack", 0o644, crlf=True, marker=marker)
+    deployed = run_laptop(laptop, copy, "deploy", "--on", SERVER, "--project", str(project), "--force")
+    assert_a_windows_or_git_less_laptop_deployed(laptop, host, marker, deployed)
+
+
+def test_a_deploy_from_a_copy_whose_git_refuses_to_run_ships_the_stacks_own_modes(world, tmp_path):
+    """A checkout on a drive that shows every file 0777 (FAT, WSL's /mnt/c), in git, and a `git`
+    that fails (as macOS's does before its developer tools are installed)."""
+    laptop, host, project = world
+    marker = f"planted-{secrets.token_hex(8)}"
+    copy = laptop_copy(tmp_path / "otree-stack", 0o777, crlf=False, marker=marker)
+    git(copy, "init", "-q")
+    git(copy, "add", "-f", ".")
+    git(copy, "commit", "-q", "-m", "the stack, and what git was told to keep")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text("#!/bin/sh\necho 'xcrun: error: invalid active developer path' >&2\nexit 1\n")
+    (fake / "git").chmod(0o755)
+    deployed = run_laptop(laptop, copy, "deploy", "--on", SERVER, "--project", str(project), "--force",
+                          "--allow-dirty", path=f"{fake}{os.pathsep}{os.environ['PATH']}")
+    assert_a_windows_or_git_less_laptop_deployed(laptop, host, marker, deployed)
+
+
+# The server's tar, wrapped while a test runs: before it sends an export to the laptop it does
+# what /tmp/tar-fault says, as a disk error, a changed file or a dropped connection would.
+TAR_FAULT = r"""#!/bin/sh
+folder=; previous=
+for argument in "$@"; do [ "$previous" = "-C" ] && folder=$argument; previous=$argument; done
+case "$folder" in exports/.for-laptop-*)
+  case "$(cat /tmp/tar-fault 2>/dev/null)" in
+    changed-file) for file in "$folder"/*/*.csv; do echo "1,2,3" >> "$file"; break; done ;;
+    changed-zip) for file in "$folder"/*.zip; do echo "PK" >> "$file"; done ;;
+    unreadable-zip) chmod 000 "$folder"/*.zip ;;
+    cut-short) /usr/bin/tar "$@" | head -c 5000; exit 1 ;;
+  esac ;;
+esac
+exec /usr/bin/tar "$@"
+"""
+
+
+@pytest.fixture
+def faulty_tar():
+    """Put the fault wrapper first on the server's PATH; yields a function that sets the fault."""
+    def docker_exec(*command, **kwargs):
+        subprocess.run(["docker", "exec", "-i", "-u", "root", HOST_CONTAINER, *command], check=True,
+                       capture_output=True, **kwargs)
+    docker_exec("sh", "-c", "cat > /usr/local/bin/tar && chmod 755 /usr/local/bin/tar", input=TAR_FAULT.encode())
+    try:
+        yield lambda fault: docker_exec("sh", "-c", f"echo {fault} > /tmp/tar-fault")
+    finally:
+        docker_exec("rm", "-f", "/usr/local/bin/tar", "/tmp/tar-fault")
+
+
+@pytest.mark.parametrize("fault", ["changed-file", "changed-zip", "unreadable-zip", "cut-short"])
+def test_a_damaged_or_cut_copy_of_an_export_is_an_error_and_leaves_nothing(world, tmp_path, faulty_tar, fault):
+    laptop, host, _ = world
+    faulty_tar(fault)
+    destination = tmp_path / "exports"
+    failed = laptop.invoke("export-data", "--on", SERVER, "--output", str(destination), check=False)
+    assert not destination.exists() or list(destination.iterdir()) == []  # not even a hidden partial copy
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "run the command again" in said.lower(), said
+    assert "Traceback" not in said
+    assert not list((host.stack / "exports").glob(".for-laptop-*"))
+
+
 def test_a_deploy_to_a_study_the_server_does_not_have_adds_it(world):
     """Last: from here on the server has two studies, and tasks need --study."""
     laptop, host, project = world
