@@ -297,10 +297,11 @@ def migrate(c, study=None, dry_run=False, on=None):
             "name": "The server's name on this laptop: 1-30 lower-case letters, digits and -, e.g. lab.",
             "host": "add: its SSH address, USER@HOST.",
             "port": "add: its SSH port (default 22).",
-            "path": "add: the stack's folder on the server, relative to the user's home (default otree-stack)."})
+            "path": "add: the stack's folder on the server, relative to the user's home (default otree-stack).",
+            "allow_downgrade": "setup: install this laptop's stack even though the server's is newer."})
 @_friendly
 @_names_checked
-def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH):
+def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH, allow_downgrade=False):
     """Servers this laptop deploys to: invoke server add NAME --host USER@HOST [--port N], server setup NAME, server remove NAME."""
     names.check_server(name)
     if action == "add":
@@ -308,7 +309,7 @@ def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH
             raise StackError("Usage: invoke server add NAME --host USER@HOST [--port N]")
         servers_module.add(name, host, port=port, path=path)
     elif action == "setup":
-        remote.setup(name)
+        remote.setup(name, allow_downgrade=allow_downgrade)
     elif action == "remove":
         servers_module.remove(name)
     else:
@@ -318,7 +319,8 @@ def server(c, action, name, host=None, port=22, path=servers_module.DEFAULT_PATH
 @task
 @_friendly
 def servers(c):
-    """List the servers this laptop knows (servers.ini): name, SSH address and port, the stack's folder."""
+    """List the servers this laptop knows (servers.ini): name, SSH address and port, the stack's folder, and the
+    stack's version on each (asked over SSH) next to this laptop's."""
     servers_module.list_servers()
 
 
@@ -330,16 +332,17 @@ def servers(c):
             "active_minutes": "How recent a participant's page request must be to count as active (default 10).",
             "domain": "Only for a new study: its DNS name.",
             "revision": "Recorded as the git revision (a laptop's deploy passes its own).",
-            "who": "Recorded as who deployed (a laptop's deploy passes user@laptop)."})
+            "who": "Recorded as who deployed (a laptop's deploy passes user@laptop).",
+            "allow_downgrade": "With --on: install this laptop's stack even though the server's is newer."})
 @_friendly
 @_names_checked
 def deploy(c, on=None, study=None, project=None, allow_dirty=False, force=False, active_minutes=10, domain=None,
-           revision=None, who=None):
+           revision=None, who=None, allow_downgrade=False):
     """Deploy your project as a study's next release: checks, build while the old one serves, backup,
     a maintenance page for the seconds of the switch, and the previous release back by itself on failure."""
     if on:
         remote.deploy(on, study=study, project_folder=project, allow_dirty=allow_dirty, force=force,
-                      active_minutes=active_minutes, domain=domain)
+                      active_minutes=active_minutes, domain=domain, allow_downgrade=allow_downgrade)
     else:
         deploy_module.run(study=study, project_folder=project, force=force, active_minutes=active_minutes,
                           revision=revision, who=who, domain=domain)

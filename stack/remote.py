@@ -1,8 +1,10 @@
 """The laptop's side of `--on NAME`: ship files to a server and run the stack's own tasks there.
 
 Files travel as one gzipped tar stream over ssh (Python's tarfile here, tar there), so the laptop
-needs only Python, invoke and OpenSSH, on Linux, macOS or Windows. A deploy runs detached on the
-server and the laptop follows its log: a lost connection stops the following, not the deploy."""
+needs only Python, invoke and OpenSSH, on Linux, macOS or Windows. The stack's files arrive in a
+staging folder and are installed from there under the server's lock (stack/stack_install.py). A
+deploy runs detached on the server and the laptop follows its log: a lost connection stops the
+following, not the deploy."""
 import fnmatch
 import io
 import json
@@ -17,7 +19,7 @@ import sys
 import tarfile
 import tempfile
 
-from . import project, servers, ssh
+from . import project, servers, ssh, stack_install, stack_version
 from .console import StackError, step
 from .envfile import REPO_ROOT
 
@@ -144,12 +146,35 @@ def bundle(project_folder=None, incoming=None):
     return buffer
 
 
-def _ship(server, archive):
-    folder = shlex.quote(server.path)
-    code, _ = ssh.run(server, f"mkdir -p {folder} && cd {folder} && tar -xzf - --no-same-owner", stdin=archive)
-    if code:
+COPY_FAILED, NO_PYTHON = 95, 94  # the remote shell's exit codes in _ship
+
+
+def _ship(server, archive, allow_downgrade=False):
+    """Unpack the bundle into a staging folder in the stack's folder; once the copy is whole,
+    install it from there under the server's operations lock (stack/stack_install.py says how):
+    a copy that breaks off, or a stack older than the server's, leaves the server's stack as it was."""
+    from .deploy import deployer  # here: deploy imports most of the stack, which a laptop needs only now
+    version = stack_version.of_checkout(REPO_ROOT)
+    staging = shlex.quote(f"{stack_install.STAGING_PREFIX}{secrets.token_hex(6)}")
+    installer = shlex.join(stack_install.command(version, deployer(), allow_downgrade))
+    code, _ = ssh.run(server, f"mkdir -p {shlex.quote(server.path)} && cd {shlex.quote(server.path)} && "
+                              f"mkdir {staging} && {{ tar -xzf - --no-same-owner -C {staging} || "
+                              f"{{ rm -rf {staging}; exit {COPY_FAILED}; }}; }} && "
+                              f"{{ command -v python3 >/dev/null || {{ rm -rf {staging}; exit {NO_PYTHON}; }}; }} && "
+                              f"cd {staging} && exec {installer}", stdin=archive)
+    if code == COPY_FAILED:
         raise StackError(f"Copying the files to the server '{server.name}' failed (tar's message is above; \"No space "
-                         "left on device\" means its disk is full). The running studies were not touched.")
+                         "left on device\" means its disk is full). The server's stack is as it was, and the running "
+                         "studies were not touched.")
+    if code == NO_PYTHON:
+        raise StackError(f"The server '{server.name}' has no python3, which installs the stack there. Install it on "
+                         "the server (`sudo apt-get install -y python3`) and run this again. The server's stack is as "
+                         "it was.")
+    if code == 1:  # the installer's refusal, printed above
+        raise StackError(f"The stack was not installed on '{server.name}' (the reason is above).")
+    if code:
+        raise StackError(f"The copy to the server '{server.name}' broke off (exit status {code}). The server's stack "
+                         "is as it was: a copy is installed only once it has arrived whole. Run the command again.")
 
 
 def invoke_on(name, *args):
@@ -160,11 +185,12 @@ def invoke_on(name, *args):
     return code
 
 
-def setup(name):
-    """Ship the stack's files to the server and run setup.sh there, as on any fresh server."""
+def setup(name, allow_downgrade=False):
+    """Ship the stack's files to the server (installed as a deploy installs them, which a first
+    install passes: no version is recorded there yet) and run setup.sh there, as on any fresh server."""
     server = servers.get(name)
     step(f"Copying the stack to {server.target}:{server.path}")
-    _ship(server, bundle())
+    _ship(server, bundle(), allow_downgrade)
     step(f"Running setup.sh on '{name}' (it installs what is missing, then starts the stack)")
     code, _ = ssh.run(server, f"cd {shlex.quote(server.path)} && ./setup.sh --yes",
                       tty=sys.stdin.isatty() and sys.stdout.isatty())
@@ -185,7 +211,8 @@ def _revision(folder, allow_dirty):
     return revision or "(not in git)"
 
 
-def deploy(name, study=None, project_folder=None, allow_dirty=False, force=False, active_minutes=10, domain=None):
+def deploy(name, study=None, project_folder=None, allow_dirty=False, force=False, active_minutes=10, domain=None,
+           allow_downgrade=False):
     server = servers.get(name)
     folder = os.path.abspath(project_folder or os.path.join(REPO_ROOT, "otree_project"))
     project.directory(folder, inside_repository=False)
@@ -193,7 +220,7 @@ def deploy(name, study=None, project_folder=None, allow_dirty=False, force=False
     ssh.run(server, ssh.in_stack(server, "true"))  # reachable, key accepted, stack there: before any work
     incoming = f"{revision.replace('(not in git)', 'nogit')}-{secrets.token_hex(4)}"
     step(f"Shipping {folder} (git {revision}) and the stack's files to '{name}'")
-    _ship(server, bundle(folder, incoming))
+    _ship(server, bundle(folder, incoming), allow_downgrade)
     from .deploy import deployer
     args = ["deploy", "--project", f"{INCOMING}/{incoming}", "--revision", revision, "--who", deployer(),
             "--active-minutes", str(active_minutes)]

@@ -16,6 +16,7 @@ import re
 import tempfile
 
 from . import names
+from . import stack_version
 from .console import StackError, info, step
 from .envfile import REPO_ROOT
 
@@ -106,9 +107,18 @@ def remove(name):
 
 
 def list_servers():
+    """Each server, and under it the stack's version there (asked over SSH of all at once, each
+    with a short timeout) next to this laptop's."""
     known = all_servers()
     step(f"Servers on this laptop ({len(known)}), in {SERVERS_FILE}")
+    ours = stack_version.of_checkout(REPO_ROOT)
+    info(f"This laptop's stack: {stack_version.describe(ours)}")
     if not known:
         info("None yet. Add one with: invoke server add NAME --host USER@HOST [--port N]")
+    found = stack_version.on_servers(known)
     for server in known:
         info(f"{server.name:<16} {server.target}  SSH port {server.port}  stack in {server.path}")
+        version, missing = found[server.name]
+        described = (f"{stack_version.describe(version)}, {stack_version.compared(ours, version)}" if version
+                     else missing)
+        info(f"{'':<16} stack {described}")

@@ -3,7 +3,7 @@ health, oTree version, participants' load and errors (stack/load.py), backups, c
 address. `--watch` prints it again every few seconds until Ctrl-C."""
 import time
 
-from . import backups, base_image, certificates, commands, context, load, proxy, redact
+from . import backups, base_image, certificates, commands, context, envfile, load, proxy, redact, stack_version
 from .console import info, step
 
 WATCH_SECONDS = 5
@@ -28,6 +28,7 @@ def _once(study=None):
     server = loaded.server
     edge = proxy.compose(server)
     step(f"Server '{server.name}' (settings {server.env_path})")
+    info(f"stack     {stack_version.installed_line(envfile.REPO_ROOT)}")
     for service, state in sorted(edge.states().items()):
         info(f"{service:<9} {state['state']:<10} {state['health'] or '-'}")
     if not edge.running("nginx"):

@@ -4,6 +4,7 @@ is the laptop, and a user's project is a git repository in a folder of its own. 
 study see the maintenance page during a deploy with an added field, never an error, and finish
 after it; a release that does not load changes nothing; rollbacks start earlier releases' images;
 old images are pruned; the fault cases each get their message while the study keeps serving."""
+import hashlib
 import json
 import os
 import re
@@ -37,16 +38,18 @@ MAINTENANCE_TEXT = "This study is being updated"
 
 
 class Laptop:
-    """This checkout, run as a researcher's laptop: its own servers file and SSH settings."""
+    """This checkout (or a copy of it: checkout), run as a researcher's laptop: its own servers
+    file and SSH settings."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, checkout=REPO_ROOT):
         self.folder = folder
+        self.checkout = checkout
         self.environment = {**{k: v for k, v in os.environ.items() if k != "OTREE_STACK_ENV"},
                             "OTREE_SERVERS_FILE": str(folder / "servers.ini"),
                             "OTREE_SSH_CONFIG": str(folder / "ssh_config")}
 
     def invoke(self, *args, check=True, timeout=900):
-        result = subprocess.run(["invoke", *args], cwd=REPO_ROOT, env=self.environment, capture_output=True,
+        result = subprocess.run(["invoke", *args], cwd=self.checkout, env=self.environment, capture_output=True,
                                 text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and result.returncode:
             raise AssertionError(f"invoke {' '.join(args)} failed ({result.returncode}):\n"
@@ -54,7 +57,7 @@ class Laptop:
         return result
 
     def popen(self, *args):
-        return subprocess.Popen(["invoke", *args], cwd=REPO_ROOT, env=self.environment, stdout=subprocess.PIPE,
+        return subprocess.Popen(["invoke", *args], cwd=self.checkout, env=self.environment, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 
@@ -584,6 +587,181 @@ def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(w
 
 
 # Files a laptop holds in its copy of the stack that must never reach a server: a marker in each.
+# The server's own state in its stack's folder, which no install touches.
+SERVER_STATE = {".env", "studies", "releases", "backups", "exports", "downloads", "loadtests"}
+VERSION_RECORD = ".stack-version.json"
+
+
+def stack_files(host, with_record=True):
+    """{path: (sha256, mode)} of every file in the server's stack folder but its own state and
+    Python's caches: a hashed listing to compare before and after."""
+    found = {}
+    for root, dirs, names in os.walk(host.stack):
+        relative = os.path.relpath(root, host.stack)
+        dirs[:] = [name for name in dirs if name != "__pycache__" and not (relative == "." and name in SERVER_STATE)]
+        for name in names:
+            path = os.path.normpath(os.path.join(relative, name))
+            if path in SERVER_STATE or (path == VERSION_RECORD and not with_record):
+                continue
+            with open(os.path.join(root, name), "rb") as handle:
+                found[path] = (hashlib.sha256(handle.read()).hexdigest(), os.lstat(os.path.join(root, name)).st_mode)
+    return found
+
+
+def contents(listing):
+    return {path: digest for path, (digest, _) in listing.items()}
+
+
+def shipped_contents(checkout):
+    """{path: sha256} of the stack's files a laptop with this checkout ships."""
+    from stack.remote import files_of
+    found = {}
+    for path in files_of(str(checkout)):
+        with open(os.path.join(checkout, path), "rb") as handle:
+            found[os.path.normpath(path)] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+def second_laptop(world, tmp_path, name):
+    """A second laptop: a plain copy of this checkout (its git history too), without its local state."""
+    laptop, _, _ = world
+    copy = tmp_path / name
+    skipped = SERVER_STATE | {".venv-test", "test-artifacts", ".test-projects", ".bench-projects", "servers.ini"}
+    shutil.copytree(REPO_ROOT, copy, symlinks=True, ignore=lambda folder, names: [
+        entry for entry in names if entry == "__pycache__" or (folder == REPO_ROOT and entry in skipped)])
+    return Laptop(laptop.folder, checkout=copy), copy
+
+
+def staging_folders(host):
+    return [path.name for path in host.stack.glob(".stack-*") if path.is_dir()]
+
+
+def releases_of(host):
+    """The study's releases, none before its first deploy."""
+    return host.releases() if (host.stack / "releases" / STACK / "releases.json").exists() else []
+
+
+def wait_until(condition, seconds, what):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, what
+        time.sleep(0.2)
+
+
+def ssh_processes_of(process):
+    """The ssh client processes a laptop's invoke (its own session) runs now."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if name == "ssh" and int(fields[3]) == process.pid:  # fields[3]: the session id
+            found.append(int(entry))
+    return found
+
+
+def test_an_interrupted_copy_of_the_stack_leaves_the_servers_stack_as_it_was(world, tmp_path):
+    laptop, host, project = world
+    slow, copy = second_laptop(world, tmp_path, "slow")
+    (copy / "large-file.bin").write_bytes(os.urandom(200 << 20))  # random: gzip cannot shrink it, so it takes a while
+    git(copy, "add", "large-file.bin")
+    before = stack_files(host)
+    shipping = slow.popen("deploy", "--on", SERVER, "--project", str(project), "--force")
+    arriving = lambda: [path for path in [*host.stack.glob("large-file.bin"), *host.stack.glob(".*/large-file.bin")]
+                        if path.stat().st_size > 1 << 20]
+    wait_until(lambda: arriving() or shipping.poll() is not None, 300, "the copy never started")
+    assert shipping.poll() is None, shipping.stdout.read()
+    for pid in ssh_processes_of(shipping):  # the laptop's connection goes, mid-copy
+        os.kill(pid, signal.SIGKILL)
+    output, _ = shipping.communicate(timeout=120)
+    assert shipping.returncode != 0, output
+    wait_until(lambda: not staging_folders(host), 60, f"the partial copy stayed: {staging_folders(host)}")
+    assert stack_files(host) == before
+    assert "The server's stack is as it was" in output, output
+    assert "Traceback" not in output
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_two_laptops_deploying_at_once_leave_one_complete_stack(world, tmp_path):
+    laptop, host, project = world
+    copies = []
+    for name in ("first", "second"):
+        other, copy = second_laptop(world, tmp_path, name)
+        (copy / f"from-the-{name}-laptop.txt").write_text(f"only the {name} laptop has this file\n")
+        git(copy, "add", f"from-the-{name}-laptop.txt")
+        copies.append((other, copy))
+    deploys_before = [record for record in releases_of(host) if record["kind"] == "deploy"]
+    running = [other.popen("deploy", "--on", SERVER, "--project", str(project), "--force") for other, _ in copies]
+    outputs = [process.communicate(timeout=900)[0] for process in running]
+    live = [output for output in outputs if "is live" in output]
+    assert len(live) == 1, outputs
+    (refused,) = [output for output in outputs if output not in live]
+    assert "Another operation is running" in refused, refused
+    deploys = [record for record in releases_of(host) if record["kind"] == "deploy"]
+    assert len(deploys) == len(deploys_before) + 1 and deploys[-1]["outcome"] == "live"
+    installed = contents(stack_files(host, with_record=False))
+    expected = [shipped_contents(copy) for _, copy in copies]
+    assert installed in expected, sorted(set(installed) ^ set(expected[0]))
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_a_laptop_with_an_older_stack_is_refused_and_allow_downgrade_installs_it_exactly(world, tmp_path):
+    laptop, host, project = world
+    older, copy = second_laptop(world, tmp_path, "older")
+    from stack.remote import files_of
+    removed = next(path for path in files_of(str(copy)) if path.startswith("benchmarks/"))
+    git(copy, "rm", "-q", "-f", removed)
+    subprocess.run(["git", "-C", str(copy), "-c", "user.name=Researcher", "-c", "user.email=r@example.edu", "commit",
+                    "-q", "-m", "An older stack"], check=True, capture_output=True,
+                   env={**os.environ, "GIT_COMMITTER_DATE": "2001-02-03T04:05:06Z",
+                        "GIT_AUTHOR_DATE": "2001-02-03T04:05:06Z"})
+    old_commit = subprocess.run(["git", "-C", str(copy), "log", "-1", "--format=%h"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    releases_before = len(releases_of(host))
+    before = stack_files(host)
+    refused = older.invoke("deploy", "--on", SERVER, "--project", str(project), "--force", check=False)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "is older than the server's" in said, said
+    recorded = json.loads((host.stack / VERSION_RECORD).read_text())
+    assert f"git {old_commit} of 2001-02-03 04:05 UTC" in said and f"git {recorded['commit']} of" in said, said
+    assert "--allow-downgrade" in said and "Traceback" not in said
+    assert stack_files(host) == before and not staging_folders(host)
+    assert len(releases_of(host)) == releases_before
+
+    downgraded = older.invoke("deploy", "--on", SERVER, "--project", str(project), "--force", "--allow-downgrade")
+    assert "is live" in downgraded.stdout and "older than the stack it replaces" in downgraded.stdout + downgraded.stderr
+    # The server's stack is the older laptop's, exactly: what it no longer has is gone, its own state is not.
+    assert contents(stack_files(host, with_record=False)) == shipped_contents(copy)
+    assert not (host.stack / removed).exists() and not list(host.stack.glob("from-the-*-laptop.txt"))
+    assert (host.stack / ".env").is_file() and (host.stack / "studies" / f"{STACK}.env").is_file()
+    assert json.loads((host.stack / VERSION_RECORD).read_text())["commit"] == old_commit
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_servers_and_status_show_the_stack_versions(world):
+    laptop, host, _ = world
+    laptop.invoke("server", "add", "offline", "--host", "deploy@127.0.0.1", "--port", "1")
+    recorded = json.loads((host.stack / VERSION_RECORD).read_text())
+    ours = subprocess.run(["git", "-C", REPO_ROOT, "log", "-1", "--format=%h", "--", "."], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    started = time.monotonic()
+    listed = laptop.invoke("servers").stdout
+    assert time.monotonic() - started < 30
+    lines = listed.splitlines()
+    assert any("This laptop's stack" in line and f"git {ours} of" in line for line in lines), listed
+    (server_line,) = [index for index, line in enumerate(lines) if line.split()[:1] == [SERVER]]
+    assert f"git {recorded['commit']} of" in lines[server_line + 1], listed
+    (offline_line,) = [index for index, line in enumerate(lines) if line.split()[:1] == ["offline"]]
+    assert "unreachable" in lines[offline_line + 1], listed
+    status = laptop.invoke("status", "--on", SERVER).stdout
+    assert any(line.split()[:1] == ["stack"] and f"git {recorded['commit']} of" in line
+               for line in status.splitlines()), status
+    laptop.invoke("server", "remove", "offline")
+
+
 PLANTED = [".env", "studies/x.env", "servers.ini", "downloads/testhost/planted.csv", "exports/otree/planted.csv",
            "backups/otree/planted/otree.dump", "loadtests/planted.html"]
 
