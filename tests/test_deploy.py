@@ -22,7 +22,7 @@ from stack import ssh
 from tests.conftest import _OFFSET
 from tests.helpers import REPO_ROOT, containers_of, tree_digest
 from tests.test_https_proxy import login
-from tests.participants import Participant, play_together
+from tests.participants import FORMS, Participant, play_together
 
 pytestmark = pytest.mark.docker
 
@@ -202,18 +202,25 @@ def test_a_deploy_from_the_laptop_is_release_2_and_participants_play(world):
 
 
 def poll(participant, until, seen):
-    """GET the participant's page until `until` is set, as a browser's reloads would: every
-    answer's status, and whether a 503 was the maintenance page."""
+    """GET the participant's page until `until` is set, as a browser's reloads would, and POST its
+    form if it has one, as a participant answering throughout: every answer's status ("POST ..."
+    for a form sent, "next page" when it landed on another page), and whether a 503 was the
+    maintenance page."""
+    form = FORMS.get(participant.page_name)
     while not until():
-        try:
-            response = participant.http.get(participant.url, timeout=30)
-            kind = response.status_code
-            if kind == 503:
-                assert MAINTENANCE_TEXT in response.text and response.headers.get("Retry-After")
-                kind = "maintenance"
-        except requests.RequestException as error:
-            kind = type(error).__name__
-        seen.append(kind)
+        for method in ("GET", "POST") if form is not None else ("GET",):
+            try:
+                response = participant.http.request(method, participant.url, data=form if method == "POST" else None,
+                                                    timeout=30)
+                kind = response.status_code
+                if kind == 503:
+                    kind = ("maintenance" if MAINTENANCE_TEXT in response.text and response.headers.get("Retry-After")
+                            else "503, not the maintenance page")
+                elif method == "POST" and kind == 200 and response.url != participant.url:
+                    kind = "next page"
+            except requests.RequestException as error:
+                kind = type(error).__name__
+            seen.append(kind if method == "GET" else f"POST {kind}")
         time.sleep(0.2)
 
 
@@ -225,6 +232,7 @@ def test_a_deploy_with_a_new_field_mid_study_shows_the_maintenance_page_and_lose
     for player in players[:2]:  # these two wait on the grouping page for the third
         player.play_until("GroupingWaitPage")
     players[2].play_until("Demographics")
+    answering = players[2].url
     change_project(project, "A new field", "questionnaire/__init__.py",
                    "    strategy = models.LongStringField(",
                    "    comments = models.LongStringField(blank=True)\n    strategy = models.LongStringField(")
@@ -250,7 +258,9 @@ def test_a_deploy_with_a_new_field_mid_study_shows_the_maintenance_page_and_lose
     assert downtime < 30
     for url, kinds in seen.items():
         assert "maintenance" in kinds, (url, kinds)
-        assert set(kinds) <= {200, "maintenance"}, (url, kinds)
+        assert set(kinds) <= {200, "maintenance", "POST next page", "POST maintenance"}, (url, kinds)
+    # The third sent its form throughout: before, during and after the switch.
+    assert "POST maintenance" in seen[answering] and "POST next page" in seen[answering], seen[answering]
     play_together(players)
     assert host.sql("SELECT count(*) FROM otree_participant") == participants_before
     assert host.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'questionnaire_player' "
