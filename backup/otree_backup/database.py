@@ -158,10 +158,17 @@ def _replace_live(then):
             if clients:
                 raise BackupError(f"Something is still connected to the database ({', '.join(clients)}), so it was "
                                   "not replaced. Stop oTree first (invoke restore and invoke resetdb do this).")
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(REPLACED)))
+            # WITH (FORCE): a session someone opened on the kept copy does not block the next restore.
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(REPLACED)))
             cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(LIVE),
                                                                           sql.Identifier(REPLACED)))
-            then(cursor)
+            try:
+                then(cursor)
+            except psycopg2.Error as error:
+                cursor.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(REPLACED),
+                                                                              sql.Identifier(LIVE)))
+                raise BackupError(f"The new database could not be put in place ({str(error).strip()}); the live "
+                                  "database is as it was")
     finally:
         connection.close()
 
