@@ -168,6 +168,27 @@ def test_a_study_whose_image_does_not_build_is_not_added_and_leaves_nothing_behi
     assert "Studies on this server (1)" in stack.invoke("studies").stdout
 
 
+@pytest.mark.docker
+def test_a_new_study_whose_releases_folder_is_there_already_is_refused_and_the_folder_kept(stack):
+    """releases/NAME of an earlier study of that name holds its history: a deploy that adds a study
+    by that name never writes into it, nor removes it when it fails."""
+    history = os.path.join(REPO_ROOT, "releases", f"{stack.name}-earlier")
+    releases_there = os.path.isdir(os.path.dirname(history))
+    os.makedirs(os.path.join(history, "v1"))
+    with open(os.path.join(history, "releases.json"), "w", encoding="utf-8") as handle:
+        handle.write("[]\n")
+    try:
+        before = tree_digest(os.path.dirname(history))
+        refused = stack.invoke("deploy", "--study", f"{stack.name}-earlier", check=False)
+        assert tree_digest(os.path.dirname(history)) == before
+        assert refused.returncode == 1 and f"releases/{stack.name}-earlier is there already" in refused.stderr
+        assert f"{stack.name}-earlier" not in [study.name for study in settings.load(stack.env_path).studies]
+    finally:
+        shutil.rmtree(history)
+        if not releases_there and not os.listdir(os.path.dirname(history)):
+            os.rmdir(os.path.dirname(history))
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("name", ["lab", "a", "ultimatum-2026", "a" * 30, "x-1-y"])
 def test_good_study_and_server_names_pass(name):
