@@ -18,8 +18,8 @@ import time
 import pytest
 import requests
 
-from stack import lock, settings
-from tests.conftest import TEST_STACK, Stack
+from stack import lock, settings, study as study_module
+from tests.conftest import TEST_STACK, Stack, study_ports
 from tests.helpers import REPO_ROOT
 
 # The survey's pages, without the game's wait pages: each answer is a field one can look up.
@@ -37,7 +37,8 @@ def stored(page, number):
     return {"Consent": "t", "Demographics": str(18 + number % 80), "Questionnaire": f"answer {number}"}[page]
 
 
-QUERIES = {"Consent": "SELECT p.code, x.consent FROM consent_player x JOIN otree_participant p ON p.id = x.participant_id",
+QUERIES = {"Consent": "SELECT p.code, x.consent FROM consent_player x JOIN otree_participant p "
+                      "ON p.id = x.participant_id",
            "Demographics": "SELECT p.code, x.age FROM demographics_player x JOIN otree_participant p "
                            "ON p.id = x.participant_id",
            "Questionnaire": "SELECT p.code, x.strategy FROM questionnaire_player x JOIN otree_participant p "
@@ -140,7 +141,7 @@ def backed_up_after_the_maintenance_page(submitters, manifest):
                                   "answers acknowledged in between are in no backup")
 
 
-def participant_page_answers(stack, session):
+def participant_page_status(stack, session):
     response = requests.get(f"{session['session_wide_url']}?participant_label=after", verify=False, timeout=60)
     return response.status_code
 
@@ -155,14 +156,15 @@ def test_the_undo_of_a_restore_brings_back_every_answer_acknowledged_before_the_
     safety = undo_id(restored.stdout)
     assert stack.sql(f"SELECT count(*) FROM otree_session WHERE code = '{session['code']}'") == [["0"]]
     # The maintenance page is off again, as it was, and the replaced database is kept and listed.
-    assert participant_page_answers(stack, survey_session(stack, 1)) == 200
+    assert participant_page_status(stack, survey_session(stack, 1)) == 200
     listed = stack.invoke("backups").stdout
 
     stack.invoke("restore", safety, "--confirm", stack.name)
     acknowledged = submitters.acknowledged
     missing = missing_answers(stack, acknowledged)
     assert missing == [], f"{len(missing)} of {len(acknowledged)} acknowledged answers are not in the undo"
-    backed_up_after_the_maintenance_page(submitters, manifest_in(restored.stdout, "The state before the restore is backup"))
+    backed_up_after_the_maintenance_page(submitters,
+                                         manifest_in(restored.stdout, "The state before the restore is backup"))
     assert "the database as it was before the restore" in listed and f"invoke restore {safety}" in listed
 
 
@@ -173,7 +175,7 @@ def test_the_undo_of_a_resetdb_holds_every_answer_acknowledged_before_it(stack):
         emptied = stack.invoke("resetdb", "--confirm", stack.name)
     assert not submitters.errors, submitters.errors
     assert stack.sql("SELECT count(*) FROM otree_session") == [["0"]]
-    assert participant_page_answers(stack, survey_session(stack, 1)) == 200
+    assert participant_page_status(stack, survey_session(stack, 1)) == 200
     listed = stack.invoke("backups").stdout
 
     stack.invoke("restore", undo_id(emptied.stdout), "--confirm", stack.name)
@@ -269,15 +271,15 @@ def test_a_deploy_builds_under_its_release_tag_and_a_deploy_and_rollback_keep_th
         assert during_build[0] == before, "the build moved the live tag minutes before the switch"
         assert during_build[1] and during_build[1] != before
         assert image_id(live) == during_build[1]  # moved at the switch
-        assert participant_page_answers(stack, session) == 503, "the deploy turned the maintenance page off"
+        assert participant_page_status(stack, session) == 503, "the deploy turned the maintenance page off"
 
         stack.invoke("rollback")  # back to the example project, as the other tests expect
         assert image_id(live) == before
-        assert participant_page_answers(stack, session) == 503, "the rollback turned the maintenance page off"
+        assert participant_page_status(stack, session) == 503, "the rollback turned the maintenance page off"
     finally:
         stack.invoke("maintenance", "off")
         shutil.rmtree(folder, ignore_errors=True)
-    assert participant_page_answers(stack, session) == 200
+    assert participant_page_status(stack, session) == 200
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +340,22 @@ def test_study_remove_of_a_running_study_backs_up_after_the_maintenance_page(sta
     finally:
         stack.invoke("study", "remove", name, "--confirm", name, check=False)
         shutil.rmtree(os.path.join(REPO_ROOT, "backups", name), ignore_errors=True)
+
+
+def test_a_study_that_never_started_is_removed_and_says_it_had_no_database(stack):
+    """A settings file left without a study behind it (a first deploy that failed, on older stacks)."""
+    name = f"{TEST_STACK}-never"[:30]
+    loaded = settings.load(stack.env_path)
+    path = settings.study_path(loaded.server, name)
+    text = study_module._render_study_file({"OTREE_PROJECT_DIR": "otree_project", "BACKUP_DIR": f"backups/{name}",
+                                            "HTTPS_PORT": str(study_ports()[3])})
+    study_module._write_new(path, text)
+    try:
+        removed = stack.invoke("study", "remove", name, "--confirm", name, check=False)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert "has no database (it never started): no final backup is taken" in removed.stderr
+        assert f"Removed the study '{name}'" in removed.stdout
+        assert [study.name for study in settings.load(stack.env_path).studies] == [stack.name]
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
