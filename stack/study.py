@@ -18,9 +18,13 @@ def _render_study_file(values):
     with open(settings.STUDY_EXAMPLE, encoding="utf-8") as handle:
         text = envfile.render_from_example(handle.read())
     for key, value in values.items():
-        text, found = re.subn(rf"^{key}=.*$", lambda _: f"{key}={value}", text, flags=re.M)
+        problem = envfile.value_problem(key, value)
+        if problem:
+            raise StackError(f"{problem} Nothing was added.")
+        line = f"{key}={envfile.written_value(value)}"
+        text, found = re.subn(rf"^{key}=.*$", lambda _: line, text, flags=re.M)
         if not found:
-            text += f"{key}={value}\n"
+            text += line + "\n"
     return text
 
 

@@ -138,3 +138,12 @@ def test_the_participant_links_location_keeps_the_maintenance_page(tmp_path):
     links = servers[start:servers.index("\n    }\n", start)]
     assert "error_page 400 @prolific_link_invalid;" in links
     assert "error_page 502 503 504 =503 @maintenance;" in links
+
+
+def test_a_new_studys_settings_file_holds_each_value_as_it_reads_back_and_refuses_a_line_break():
+    from stack import study
+    written = envfile.parse(study._render_study_file({"OTREE_PROJECT_DIR": "projects/'quoted'",
+                                                      "BACKUP_DIR": " padded "}))
+    assert (written["OTREE_PROJECT_DIR"], written["BACKUP_DIR"]) == ("projects/'quoted'", " padded ")
+    with pytest.raises(StackError, match="OTREE_PROJECT_DIR contains a line break"):
+        study._render_study_file({"OTREE_PROJECT_DIR": "projects/x\nPOSTGRES_VOLUME=other"})
