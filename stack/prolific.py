@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import unicodedata
 from decimal import ROUND_HALF_UP, Decimal
 
 from . import context, pagetimes, session as session_module
@@ -33,10 +34,11 @@ COMPLETION_PREFIX = "https://app.prolific.com/submissions/complete?cc="
 PLACEHOLDER_CODE = re.compile(r"example|xxx|your|todo|change|placeholder|[{}<>\[\]]|^$", re.IGNORECASE)
 CENT = Decimal("0.01")
 # A cell a spreadsheet runs as a formula (=HYPERLINK(...) sends the researcher's data away), unless
-# it is a plain number; and characters that split a cell or rewrite a terminal.
+# it is a plain number; and characters that split a cell or a line, or rewrite or reorder what a
+# terminal shows: control and format characters (bidi overrides), line and paragraph separators.
 FORMULA_START = ("=", "+", "-", "@")
 PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
 def run(action, study=None, room=None, config=None, session=None, output=None):
@@ -284,7 +286,7 @@ def neutral(text):
     """Participant-supplied text (a label comes from the start link) as a spreadsheet and a
     terminal show it harmlessly: control characters removed, and a quote before text that a
     spreadsheet would run as a formula. Numbers stay numbers."""
-    text = CONTROL.sub("", text)
+    text = "".join(character for character in text if unicodedata.category(character) not in INVISIBLE)
     if text.lstrip().startswith(FORMULA_START) and not PLAIN_NUMBER.match(text):
         return "'" + text
     return text

@@ -149,6 +149,7 @@ CRAFTED = {
     "two\tcells": "twocells",
     "line\nbreak\r\nhere": "linebreakhere",
     "\x1b[2Jcleared": "[2Jcleared",
+    "\u202egnp.exe\u2028": "gnp.exe",  # a right-to-left override, a line separator
     "-1.5": "-1.5",
     "42": "42",
     "LAB-07": "LAB-07",
