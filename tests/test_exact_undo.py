@@ -157,7 +157,7 @@ def test_the_undo_of_a_restore_brings_back_every_answer_acknowledged_before_the_
     assert stack.sql(f"SELECT count(*) FROM otree_session WHERE code = '{session['code']}'") == [["0"]]
     # The maintenance page is off again, as it was, and the replaced database is kept and listed.
     assert participant_page_status(stack, survey_session(stack, 1)) == 200
-    listed = stack.invoke("backups").stdout
+    listed = stack.invoke("backups").stdout + stack.invoke("status").stdout
 
     stack.invoke("restore", safety, "--confirm", stack.name)
     acknowledged = submitters.acknowledged
@@ -165,7 +165,8 @@ def test_the_undo_of_a_restore_brings_back_every_answer_acknowledged_before_the_
     assert missing == [], f"{len(missing)} of {len(acknowledged)} acknowledged answers are not in the undo"
     backed_up_after_the_maintenance_page(submitters,
                                          manifest_in(restored.stdout, "The state before the restore is backup"))
-    assert "the database as it was before the restore" in listed and f"invoke restore {safety}" in listed
+    assert listed.count("the database as it was before the restore") == 2  # invoke backups and invoke status
+    assert f"invoke restore {safety}" in listed
 
 
 def test_the_undo_of_a_resetdb_holds_every_answer_acknowledged_before_it(stack):

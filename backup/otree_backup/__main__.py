@@ -64,9 +64,7 @@ def cmd_list(args):
             print(f"FAILED {manifest['id']}: {manifest['verification']['detail']}")
     kept = restore.replaced()
     if kept:
-        print(f"\nKept until the next restore or resetdb: the database as it was before the {kept['by']} of "
-              f"{kept['at'][:16].replace('T', ' ')} UTC, untouched, as database {kept['database']}. Backup "
-              f"{kept['backup']} holds the same data, verified; to bring it back: invoke restore {kept['backup']}")
+        print(f"\nKept until the next restore or resetdb: {_kept(kept)}")
     if args.offsite:
         if not offsite.configured():
             raise BackupError("No restic repository is set: add RESTIC_REPOSITORY and RESTIC_PASSWORD to .env")
@@ -74,6 +72,13 @@ def cmd_list(args):
         for item in offsite.snapshots():
             tags = dict(tag.split("=", 1) for tag in item.get("tags", []) if "=" in tag)
             print(f"  {item['short_id']}  {item['time'][:19]}  {tags.get('id', '?'):<27} {tags.get('reason', '')}")
+
+
+def _kept(note):
+    """The database the last restore or resetdb replaced, and how to bring it back."""
+    return (f"the database as it was before the {note['by']} of {note['at'][:16].replace('T', ' ')} UTC, untouched, "
+            f"as database {note['database']}. Backup {note['backup']} holds the same data, verified; to bring it "
+            f"back: invoke restore {note['backup']}")
 
 
 def cmd_import(args):
@@ -117,6 +122,9 @@ def cmd_health(args):
         print(f"last good backup: {success['id']} ({_age(success['at'])})" if success else "last good backup: none yet")
         print(f"next scheduled:   {status.get('next_run') or 'none (BACKUP_SCHEDULE=off)'}")
         print(f"off-site copy:    {'restic, ' + offsite.shown_repository() if offsite.configured() else 'off'}")
+        kept = restore.replaced()
+        if kept:
+            print(f"kept:             {_kept(kept)}")
     if problem:
         print(f"PROBLEM: {problem}")
         sys.exit(1)
