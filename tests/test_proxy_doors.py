@@ -50,7 +50,7 @@ def assert_maintenance_page(response, method="GET"):
 
 
 def at_demographics(stack, label):
-    """A participant on a page with a form, and what its form sends."""
+    """A new session, and a participant of it on a page with a form (Demographics)."""
     session = stack.create_session(3)
     player = Participant(f"{session['session_wide_url']}?participant_label={label}")
     player.play_until("Demographics")
@@ -174,7 +174,7 @@ def play(players):
 
 def raw_request(port, target, host, method="GET", tls=True, body=b"", headers=()):
     """One HTTP/1.1 request sent byte for byte as given (no client normalises the path or checks the
-    Host): (status, Location), or None when the proxy closed the connection without an answer."""
+    Host): (status, Location, body), or None when the proxy closed the connection without an answer."""
     connection = socket.create_connection(("127.0.0.1", port), timeout=60)
     if tls:
         context = ssl.create_default_context()
@@ -201,7 +201,8 @@ def as_a_browser_follows(url, location):
 
 
 def redirect_hops(stack, target, host=None, tls=True):
-    """Every (URL, Location) of the redirects from this raw target, followed as a browser would."""
+    """Every redirect from this raw target, followed as a browser would: (status, Location, the URL
+    the browser goes to)."""
     https_port = int(stack.values["HTTPS_PORT"])
     port = https_port if tls else int(stack.values["HTTP_PORT"])
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{target.decode('latin-1')}"
