@@ -81,7 +81,8 @@ def invoke(*args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="2 s quiet, only the study by address (the test suite's run)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="2 s quiet, only the study by address (the test suite's run)")
     tiny = parser.parse_args().tiny
     loaded = settings.load()
     first = loaded.study()

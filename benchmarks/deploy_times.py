@@ -8,9 +8,9 @@ study of the server OTREE_STACK_ENV names, on this machine (`invoke deploy` with
 same steps a laptop's deploy runs on the server, without the copy over SSH). Use a test server:
 each deploy is a real release. Prints each deploy's wall time and downtime, then the medians.
 
---tiny: one deploy, with both changes, as the study's first (it adopts what runs as v1): the
-smallest run that still takes every step, for the test suite (tests/test_benchmarks_run.py), so
-the script cannot rot unnoticed; its figures mean nothing."""
+--tiny: one deploy with both changes, measured (a study without releases adopts what runs as v1
+in it): the smallest run that still takes every step, for the test suite
+(tests/test_benchmarks_run.py), so the script cannot rot unnoticed; its figures mean nothing."""
 import argparse
 import os
 import re
