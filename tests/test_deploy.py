@@ -872,12 +872,12 @@ def test_a_deploy_from_a_copy_whose_git_refuses_to_run_ships_the_stacks_own_mode
 
 
 # The server's tar, wrapped while a test runs: before it sends an export to the laptop it does
-# what /tmp/tar-fault says, as a disk error, a changed file or a dropped connection would.
+# what FAULT says, as a disk error, a changed file or a dropped connection would.
 TAR_FAULT = r"""#!/bin/sh
 folder=; previous=
 for argument in "$@"; do [ "$previous" = "-C" ] && folder=$argument; previous=$argument; done
 case "$folder" in exports/.for-laptop-*)
-  case "$(cat /tmp/tar-fault 2>/dev/null)" in
+  case FAULT in
     changed-file) for file in "$folder"/*/*.csv; do echo "1,2,3" >> "$file"; break; done ;;
     changed-zip) for file in "$folder"/*.zip; do echo "PK" >> "$file"; done ;;
     unreadable-zip) chmod 000 "$folder"/*.zip ;;
@@ -886,32 +886,53 @@ case "$folder" in exports/.for-laptop-*)
 esac
 exec /usr/bin/tar "$@"
 """
+# The server's invoke, wrapped: a backup it sends arrives cut short, and it says nothing went wrong.
+INVOKE_CUTTING_BACKUPS = r"""#!/bin/sh
+case " $* " in *" --tar "*) /usr/bin/invoke "$@" | head -c 3000; exit 0 ;; esac
+exec /usr/bin/invoke "$@"
+"""
 
 
 @pytest.fixture
-def faulty_tar():
-    """Put the fault wrapper first on the server's PATH; yields a function that sets the fault."""
-    def docker_exec(*command, **kwargs):
-        subprocess.run(["docker", "exec", "-i", "-u", "root", HOST_CONTAINER, *command], check=True,
-                       capture_output=True, **kwargs)
-    docker_exec("sh", "-c", "cat > /usr/local/bin/tar && chmod 755 /usr/local/bin/tar", input=TAR_FAULT.encode())
+def wrapped_on_server():
+    """wrap(program, script): the script comes first on the server's PATH, for this test only."""
+    wrapped = []
+
+    def wrap(program, script):
+        subprocess.run(["docker", "exec", "-i", "-u", "root", HOST_CONTAINER, "sh", "-c",
+                        f"cat > /usr/local/bin/{program} && chmod 755 /usr/local/bin/{program}"],
+                       input=script.encode(), check=True, capture_output=True)
+        wrapped.append(f"/usr/local/bin/{program}")
     try:
-        yield lambda fault: docker_exec("sh", "-c", f"echo {fault} > /tmp/tar-fault")
+        yield wrap
     finally:
-        docker_exec("rm", "-f", "/usr/local/bin/tar", "/tmp/tar-fault")
+        subprocess.run(["docker", "exec", "-u", "root", HOST_CONTAINER, "rm", "-f", *wrapped], check=True)
 
 
-@pytest.mark.parametrize("fault", ["changed-file", "changed-zip", "unreadable-zip", "cut-short"])
-def test_a_damaged_or_cut_copy_of_an_export_is_an_error_and_leaves_nothing(world, tmp_path, faulty_tar, fault):
-    laptop, host, _ = world
-    faulty_tar(fault)
-    destination = tmp_path / "exports"
-    failed = laptop.invoke("export-data", "--on", SERVER, "--output", str(destination), check=False)
+def assert_an_error_that_left_nothing(failed, destination):
     assert not destination.exists() or list(destination.iterdir()) == []  # not even a hidden partial copy
     said = failed.stdout + failed.stderr
     assert failed.returncode != 0 and "run the command again" in said.lower(), said
     assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("fault", ["changed-file", "changed-zip", "unreadable-zip", "cut-short"])
+def test_a_damaged_or_cut_copy_of_an_export_is_an_error_and_leaves_nothing(world, tmp_path, wrapped_on_server,
+                                                                           fault):
+    laptop, host, _ = world
+    wrapped_on_server("tar", TAR_FAULT.replace("FAULT", fault))
+    destination = tmp_path / "exports"
+    failed = laptop.invoke("export-data", "--on", SERVER, "--output", str(destination), check=False)
+    assert_an_error_that_left_nothing(failed, destination)
     assert not list((host.stack / "exports").glob(".for-laptop-*"))
+
+
+def test_a_backup_copy_cut_short_is_an_error_and_leaves_nothing(world, tmp_path, wrapped_on_server):
+    laptop, _, _ = world
+    wrapped_on_server("invoke", INVOKE_CUTTING_BACKUPS)
+    destination = tmp_path / "backups"
+    failed = laptop.invoke("backup", "--on", SERVER, "--download", "--output", str(destination), check=False)
+    assert_an_error_that_left_nothing(failed, destination)
 
 
 def test_a_deploy_to_a_study_the_server_does_not_have_adds_it(world):
