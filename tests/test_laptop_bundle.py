@@ -1,8 +1,8 @@
 """What a laptop ships to a server (stack/remote.py's bundle), whatever the laptop: modes come from
 git's index, or from the stack's own list (stack/executables.txt) where git is missing or refuses
 to run, never from the file system; scripts go with LF line ends; secrets, settings and local state
-never go, whatever git says; Windows paths arrive as '/' paths. And what comes back: a broken or
-short copy from a server is an error that leaves nothing here."""
+never go, whatever git says; Windows paths arrive as '/' paths. And what comes back: a copy from
+a server cut short is an error that says to run the command again."""
 import fnmatch
 import io
 import os
