@@ -277,6 +277,11 @@ def test_a_deploy_builds_under_its_release_tag_and_a_deploy_and_rollback_keep_th
         stack.invoke("rollback")  # back to the example project, as the other tests expect
         assert image_id(live) == before
         assert participant_page_status(stack, session) == 503, "the rollback turned the maintenance page off"
+        # The study runs otree_project again: its releases go, so that a next run starts from none.
+        shutil.rmtree(os.path.join(REPO_ROOT, "releases", stack.name))
+        tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                               f"otree-stack/otree:{study.project}-v*"], capture_output=True, text=True).stdout.split()
+        subprocess.run(["docker", "image", "rm", *tags], capture_output=True)
     finally:
         stack.invoke("maintenance", "off")
         shutil.rmtree(folder, ignore_errors=True)
