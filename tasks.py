@@ -378,14 +378,22 @@ def maintenance(c, action, study=None, on=None):
 @task(iterable=["set_", "unset"],
       help={"on": ON_HELP, "study": STUDY_HELP, "get": "Show this setting (a secret too: you asked for it by name).",
             "set_": "KEY=VALUE to set; give --set again for more, changed together.",
-            "unset": "KEY to set back to its default; give --unset again for more."})
+            "unset": "KEY to set back to its default; give --unset again for more.",
+            "set_secret": "KEY to set to a value typed at a hidden prompt, or piped in (`... | invoke config "
+                          "--set-secret KEY`): it then appears in no command line (`ps`) and no shell history. "
+                          "With --on it is read here and sent over SSH's encrypted input."})
 @_friendly
 @_names_checked
-@_on_server
-def config(c, get=None, set_=None, unset=None, study=None, on=None):
-    """A study's settings, secrets masked: invoke config [--get KEY | --set KEY=VALUE ... | --unset KEY ...]"""
+def config(c, get=None, set_=None, unset=None, set_secret=None, study=None, on=None):
+    """A study's settings, secrets masked: invoke config [--get KEY | --set KEY=VALUE ... | --set-secret KEY | --unset KEY ...]"""
+    if on:
+        code = config_module.run_on(on, get=get, set_pairs=set_ or [], unset=unset or [], set_secret=set_secret,
+                                    study=study)
+        if code:
+            raise Exit(code=code)
+        return
     config_module.run(context.load(study, purpose="shows or changes the settings of"), get=get, set_pairs=set_ or [],
-                      unset=unset or [])
+                      unset=unset or [], set_secret=set_secret)
 
 
 @task(help={"on": ON_HELP + " The report stays in that server's loadtests/ folder.", "study": STUDY_HELP,

@@ -457,146 +457,6 @@ def test_exports_and_backups_come_to_the_laptop_checked(world, tmp_path):
 
 
 
-def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(world, tmp_path):
-    """`invoke config --set-secret KEY --on SERVER`: the laptop reads the value (here from standard
-    input) and sends it on ssh's standard input. What ssh was given to run, which is every command
-    line the server sees, is recorded by a wrapper in front of the real ssh."""
-    laptop, host, _ = world
-    settings_file = host.stack / "studies" / f"{STACK}.env"
-    secret = f"S3cret$(id)`id`\"'#;&{secrets.token_hex(6)}"
-    wrapper, arguments = tmp_path / "bin", tmp_path / "ssh-arguments"
-    wrapper.mkdir()
-    (wrapper / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{arguments}'\nexec '{shutil.which('ssh')}' \"$@\"\n")
-    (wrapper / "ssh").chmod(0o755)
-    environment = {**laptop.environment, "PATH": f"{wrapper}:{os.environ['PATH']}"}
-
-    def set_secret(value):
-        return subprocess.run(["invoke", "config", "--set-secret", "OTREE_ADMIN_PASSWORD", "--on", SERVER],
-                              cwd=REPO_ROOT, env=environment, input=value, capture_output=True, text=True, timeout=900)
-
-    before = settings_file.read_bytes()
-    refused = set_secret("two\nlines-of-a-password")
-    assert refused.returncode == 1 and "OTREE_ADMIN_PASSWORD contains a line break" in refused.stderr
-    assert not arguments.exists() and settings_file.read_bytes() == before  # refused before any connection
-
-    done = set_secret(secret + "\n")
-    assert done.returncode == 0, done.stdout + done.stderr
-    sent = arguments.read_text()
-    assert "--set-secret" in sent and "OTREE_ADMIN_PASSWORD" in sent
-    assert secret not in sent and secret not in done.stdout + done.stderr
-    assert host.study_values()["OTREE_ADMIN_PASSWORD"] == secret
-    environment_there = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}",
-                                        f"{STACK}-{STACK}-otree-1"], capture_output=True, text=True, check=True).stdout
-    assert f"OTREE_ADMIN_PASSWORD={secret}" in json.loads(environment_there)
-    _, signed_in = login(type("Server", (), {"https": URL})(), secret)
-    assert signed_in.status_code == 302
-
-
-def volumes_of(project):
-    return subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}"],
-                          capture_output=True, text=True, check=True).stdout.split()
-
-
-def images_of(project):
-    """The image tags of a study's Compose project (an earlier run may have left some: only new
-    ones would be this run's)."""
-    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
-                            text=True, check=True).stdout.split()
-    return {image for image in listed if image.endswith(f":{project}")}
-
-
-def on_the_server(host, *command):
-    """A command run on the second host as its deploy user, in the stack's folder."""
-    return subprocess.run(["docker", "exec", "-u", "deploy", "-w", str(host.stack), HOST_CONTAINER, *command],
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_a_study_name_with_a_trailing_slash_is_refused_and_every_release_stays(world):
-    """Tab completion's `--study NAME/` once reached the file system: the deploy took it for a new
-    study, and cleaning up after refusing the name deleted releases/NAME/, history and all."""
-    laptop, host, project = world
-    releases_folder = host.stack / "releases"
-    assert (releases_folder / STACK / "releases.json").is_file()  # the history at stake: the deploys above
-    before = tree_digest(releases_folder)
-    refused = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--study", f"{STACK}/", check=False)
-    assert tree_digest(releases_folder) == before, refused.stdout + refused.stderr
-    assert refused.returncode == 1 and f"'{STACK}/' is not a valid study name" in refused.stderr, refused.stderr
-    # Typed on the server itself, the stack there checks it again.
-    typed_there = on_the_server(host, "invoke", "deploy", "--study", f"{STACK}/", "--project", "otree_project")
-    assert typed_there.returncode == 1 and "is not a valid study name" in typed_there.stderr, typed_there.stderr
-    assert tree_digest(releases_folder) == before
-    assert "v1" in laptop.invoke("releases", "--on", SERVER).stdout
-
-
-def test_a_first_deploy_that_does_not_build_leaves_nothing_behind_and_the_server_still_starts(world):
-    """Its settings file, release folder, proxy network and entry, containers and images once
-    stayed, and then `invoke up` failed for every study. The last test deploys the same name with
-    the requirement fixed."""
-    laptop, host, project = world
-    proxy_config = host.stack / "studies" / ".proxy"
-    before = {"proxy": tree_digest(proxy_config), "history": tree_digest(host.stack / "releases" / STACK),
-              "backups": sorted(os.listdir(host.stack / "backups"))}
-    project_name = f"{STACK}-{SECOND}"
-    images_before = images_of(project_name)
-    requirements = project / "requirements.txt"
-    requirements.write_text("otree-stack-test-no-such-package==0.0.1\n" + requirements.read_text())
-    git(project, "commit", "-q", "-am", "A requirement that cannot be installed")
-    try:
-        failed = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--study", SECOND, check=False)
-    finally:
-        git(project, "revert", "--no-edit", "HEAD")
-    said = failed.stdout + failed.stderr
-    assert failed.returncode != 0 and "otree-stack-test-no-such-package" in said, said[-3000:]
-    # The image's own build log may hold pip's traceback; the stack's code raised none.
-    assert "removing what this attempt made" in said and 'tasks.py", line' not in said
-    assert not (host.stack / "studies" / f"{SECOND}.env").exists()
-    assert not (host.stack / "releases" / SECOND).exists()
-    assert {"proxy": tree_digest(proxy_config), "history": tree_digest(host.stack / "releases" / STACK),
-            "backups": sorted(os.listdir(host.stack / "backups"))} == before
-    assert not containers_of(project_name) and not volumes_of(project_name)
-    assert images_of(project_name) <= images_before
-    assert subprocess.run(["docker", "network", "inspect", f"{project_name}-proxy"], capture_output=True).returncode
-    assert "Studies on this server (1)" in laptop.invoke("studies", "--on", SERVER).stdout
-    laptop.invoke("up", "--on", SERVER)
-    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
-
-
-def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(world, tmp_path):
-    """`invoke config --set-secret KEY --on SERVER`: the laptop reads the value (here from standard
-    input) and sends it on ssh's standard input. What ssh was given to run, which is every command
-    line the server sees, is recorded by a wrapper in front of the real ssh."""
-    laptop, host, _ = world
-    settings_file = host.stack / "studies" / f"{STACK}.env"
-    secret = f"S3cret$(id)`id`\"'#;&{secrets.token_hex(6)}"
-    wrapper, arguments = tmp_path / "bin", tmp_path / "ssh-arguments"
-    wrapper.mkdir()
-    (wrapper / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{arguments}'\nexec '{shutil.which('ssh')}' \"$@\"\n")
-    (wrapper / "ssh").chmod(0o755)
-    environment = {**laptop.environment, "PATH": f"{wrapper}:{os.environ['PATH']}"}
-
-    def set_secret(value):
-        return subprocess.run(["invoke", "config", "--set-secret", "OTREE_ADMIN_PASSWORD", "--on", SERVER],
-                              cwd=REPO_ROOT, env=environment, input=value, capture_output=True, text=True, timeout=900)
-
-    before = settings_file.read_bytes()
-    refused = set_secret("two\nlines-of-a-password")
-    assert refused.returncode == 1 and "OTREE_ADMIN_PASSWORD contains a line break" in refused.stderr
-    assert not arguments.exists() and settings_file.read_bytes() == before  # refused before any connection
-
-    done = set_secret(secret + "\n")
-    assert done.returncode == 0, done.stdout + done.stderr
-    sent = arguments.read_text()
-    assert "--set-secret" in sent and "OTREE_ADMIN_PASSWORD" in sent
-    assert secret not in sent and secret not in done.stdout + done.stderr
-    assert host.study_values()["OTREE_ADMIN_PASSWORD"] == secret
-    environment_there = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}",
-                                        f"{STACK}-{STACK}-otree-1"], capture_output=True, text=True, check=True).stdout
-    assert f"OTREE_ADMIN_PASSWORD={secret}" in json.loads(environment_there)
-    _, signed_in = login(type("Server", (), {"https": URL})(), secret)
-    assert signed_in.status_code == 302
-
-
-# Files a laptop holds in its copy of the stack that must never reach a server: a marker in each.
 # The server's own state in its stack's folder, which no install touches.
 SERVER_STATE = {".env", "studies", "releases", "backups", "exports", "downloads", "loadtests"}
 VERSION_RECORD = ".stack-version.json"
@@ -772,6 +632,7 @@ def test_servers_and_status_show_the_stack_versions(world):
     laptop.invoke("server", "remove", "offline")
 
 
+# Files a laptop holds in its copy of the stack that must never reach a server: a marker in each.
 PLANTED = [".env", "studies/x.env", "servers.ini", "downloads/testhost/planted.csv", "exports/otree/planted.csv",
            "backups/otree/planted/otree.dump", "loadtests/planted.html"]
 
@@ -933,6 +794,110 @@ def test_a_backup_copy_cut_short_is_an_error_and_leaves_nothing(world, tmp_path,
     destination = tmp_path / "backups"
     failed = laptop.invoke("backup", "--on", SERVER, "--download", "--output", str(destination), check=False)
     assert_an_error_that_left_nothing(failed, destination)
+
+
+def volumes_of(project):
+    return subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def images_of(project):
+    """The image tags of a study's Compose project (an earlier run may have left some: only new
+    ones would be this run's)."""
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    return {image for image in listed if image.endswith(f":{project}")}
+
+
+def on_the_server(host, *command):
+    """A command run on the second host as its deploy user, in the stack's folder."""
+    return subprocess.run(["docker", "exec", "-u", "deploy", "-w", str(host.stack), HOST_CONTAINER, *command],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_study_name_with_a_trailing_slash_is_refused_and_every_release_stays(world):
+    """Tab completion's `--study NAME/` once reached the file system: the deploy took it for a new
+    study, and cleaning up after refusing the name deleted releases/NAME/, history and all."""
+    laptop, host, project = world
+    releases_folder = host.stack / "releases"
+    assert (releases_folder / STACK / "releases.json").is_file()  # the history at stake: the deploys above
+    before = tree_digest(releases_folder)
+    refused = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--study", f"{STACK}/", check=False)
+    assert tree_digest(releases_folder) == before, refused.stdout + refused.stderr
+    assert refused.returncode == 1 and f"'{STACK}/' is not a valid study name" in refused.stderr, refused.stderr
+    # Typed on the server itself, the stack there checks it again.
+    typed_there = on_the_server(host, "invoke", "deploy", "--study", f"{STACK}/", "--project", "otree_project")
+    assert typed_there.returncode == 1 and "is not a valid study name" in typed_there.stderr, typed_there.stderr
+    assert tree_digest(releases_folder) == before
+    assert "v1" in laptop.invoke("releases", "--on", SERVER).stdout
+
+
+def test_a_first_deploy_that_does_not_build_leaves_nothing_behind_and_the_server_still_starts(world):
+    """Its settings file, release folder, proxy network and entry, containers and images once
+    stayed, and then `invoke up` failed for every study. The last test deploys the same name with
+    the requirement fixed."""
+    laptop, host, project = world
+    proxy_config = host.stack / "studies" / ".proxy"
+    before = {"proxy": tree_digest(proxy_config), "history": tree_digest(host.stack / "releases" / STACK),
+              "backups": sorted(os.listdir(host.stack / "backups"))}
+    project_name = f"{STACK}-{SECOND}"
+    images_before = images_of(project_name)
+    requirements = project / "requirements.txt"
+    requirements.write_text("otree-stack-test-no-such-package==0.0.1\n" + requirements.read_text())
+    git(project, "commit", "-q", "-am", "A requirement that cannot be installed")
+    try:
+        failed = laptop.invoke("deploy", "--on", SERVER, "--project", str(project), "--study", SECOND, check=False)
+    finally:
+        git(project, "revert", "--no-edit", "HEAD")
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "otree-stack-test-no-such-package" in said, said[-3000:]
+    # The image's own build log may hold pip's traceback; the stack's code raised none.
+    assert "removing what this attempt made" in said and 'tasks.py", line' not in said
+    assert not (host.stack / "studies" / f"{SECOND}.env").exists()
+    assert not (host.stack / "releases" / SECOND).exists()
+    assert {"proxy": tree_digest(proxy_config), "history": tree_digest(host.stack / "releases" / STACK),
+            "backups": sorted(os.listdir(host.stack / "backups"))} == before
+    assert not containers_of(project_name) and not volumes_of(project_name)
+    assert images_of(project_name) <= images_before
+    assert subprocess.run(["docker", "network", "inspect", f"{project_name}-proxy"], capture_output=True).returncode
+    assert "Studies on this server (1)" in laptop.invoke("studies", "--on", SERVER).stdout
+    laptop.invoke("up", "--on", SERVER)
+    assert requests.get(f"{URL}/room/prolific", verify=False, timeout=30).status_code == 200
+
+
+def test_set_secret_on_a_server_travels_on_ssh_input_and_is_in_no_command_line(world, tmp_path):
+    """`invoke config --set-secret KEY --on SERVER`: the laptop reads the value (here from standard
+    input) and sends it on ssh's standard input. What ssh was given to run, which is every command
+    line the server sees, is recorded by a wrapper in front of the real ssh."""
+    laptop, host, _ = world
+    settings_file = host.stack / "studies" / f"{STACK}.env"
+    secret = f"S3cret$(id)`id`\"'#;&{secrets.token_hex(6)}"
+    wrapper, arguments = tmp_path / "bin", tmp_path / "ssh-arguments"
+    wrapper.mkdir()
+    (wrapper / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{arguments}'\nexec '{shutil.which('ssh')}' \"$@\"\n")
+    (wrapper / "ssh").chmod(0o755)
+    environment = {**laptop.environment, "PATH": f"{wrapper}:{os.environ['PATH']}"}
+
+    def set_secret(value):
+        return subprocess.run(["invoke", "config", "--set-secret", "OTREE_ADMIN_PASSWORD", "--on", SERVER],
+                              cwd=REPO_ROOT, env=environment, input=value, capture_output=True, text=True, timeout=900)
+
+    before = settings_file.read_bytes()
+    refused = set_secret("two\nlines-of-a-password")
+    assert refused.returncode == 1 and "OTREE_ADMIN_PASSWORD contains a line break" in refused.stderr
+    assert not arguments.exists() and settings_file.read_bytes() == before  # refused before any connection
+
+    done = set_secret(secret + "\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    sent = arguments.read_text()
+    assert "--set-secret" in sent and "OTREE_ADMIN_PASSWORD" in sent
+    assert secret not in sent and secret not in done.stdout + done.stderr
+    assert host.study_values()["OTREE_ADMIN_PASSWORD"] == secret
+    environment_there = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}",
+                                        f"{STACK}-{STACK}-otree-1"], capture_output=True, text=True, check=True).stdout
+    assert f"OTREE_ADMIN_PASSWORD={secret}" in json.loads(environment_there)
+    _, signed_in = login(type("Server", (), {"https": URL})(), secret)
+    assert signed_in.status_code == 302
 
 
 def test_a_deploy_to_a_study_the_server_does_not_have_adds_it(world):
