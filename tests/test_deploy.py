@@ -307,8 +307,21 @@ def test_a_release_that_fails_to_start_is_replaced_by_the_previous_one_by_itself
 
 
 def test_rollback_starts_the_previous_release_and_keeps_the_data_and_old_images_are_pruned(world):
+    import threading
     laptop, host, project = world
-    rolled = laptop.invoke("rollback", "--on", SERVER)
+    # A participant answers a form throughout the rollback's switch, as in a deploy.
+    player = Participant(f"{new_session(host)['session_wide_url']}?participant_label=rolledback")
+    player.play_until("Demographics")
+    done, seen = threading.Event(), []
+    poller = threading.Thread(target=poll, args=(player, done.is_set, seen))
+    poller.start()
+    try:
+        rolled = laptop.invoke("rollback", "--on", SERVER)
+    finally:
+        done.set()
+        poller.join()
+    assert "maintenance" in seen and "POST maintenance" in seen, seen
+    assert set(seen) <= {200, "maintenance", "POST next page", "POST maintenance"}, seen
     assert "Release v6 (the code of v2) is live" in rolled.stdout, rolled.stdout
     assert "The data was not rolled back" in rolled.stdout and "invoke restore" in rolled.stdout
     # The column v3 added stays; v2's code ignores it and serves.
