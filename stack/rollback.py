@@ -51,12 +51,13 @@ def run(study=None, version=None):
              f"v{number})")
         new_ctx = deploy._with_project(ctx, os.path.join(envfile.REPO_ROOT, chosen["project_dir"]))
         previous_image = releases.image(ctx.study, current["number"])
-        releases.tag(releases.image(ctx.study, chosen["number"]), releases.current_image(ctx.study))
         record = {"number": number, "time": releases.now(), "kind": "rollback", "deployer": deploy.deployer(),
                   "revision": chosen.get("revision"), "project_dir": chosen["project_dir"], "image_kept": True,
                   "changes": [f"the code of v{chosen['number']}; the data stays as it is"]}
         try:
-            record["downtime_seconds"] = round(deploy.switch(ctx, new_ctx, NO_CHANGES, previous_image), 1)
+            # The live tag moves to the chosen release only once the running oTree has stopped.
+            record["downtime_seconds"] = round(deploy.switch(ctx, new_ctx, NO_CHANGES, previous_image,
+                                                             new_image=releases.image(ctx.study, chosen["number"])), 1)
         except StackError as error:
             releases.tag(previous_image, releases.current_image(ctx.study))
             record.update(outcome=releases.FAILED, image_kept=False, reason=str(error).splitlines()[0])
