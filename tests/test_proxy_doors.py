@@ -20,7 +20,8 @@ import requests
 from stack import proxy, settings
 from tests.participants import FORMS, Participant, play_together
 from tests.test_https_proxy import login
-from tests.test_study_in_browser import browser, click_next, contribute, finish, participant  # noqa: F401
+from tests.test_study_in_browser import (browser, click_next, consent_and_fill_demographics, contribute,  # noqa: F401
+                                         finish, participant)
 
 pytestmark = pytest.mark.docker
 
@@ -124,12 +125,7 @@ def test_in_chromium_a_form_sent_during_maintenance_shows_the_page_which_reloads
     session = stack.create_session(3)
     page = participant(browser)
     page.goto(f"{session['session_wide_url']}?participant_label=chromium")
-    page.wait_for_url("**/consent/Consent/**")
-    page.get_by_label("Yes, I agree").check()
-    click_next(page)
-    page.wait_for_url("**/demographics/Demographics/**")
-    page.fill("input[name=age]", "30")
-    page.get_by_label("Female").check()
+    consent_and_fill_demographics(page)
     stack.invoke("maintenance", "on")
     try:
         with page.expect_navigation() as sent:

@@ -34,16 +34,21 @@ def click_next(page):
     page.click("button.otree-btn-next")
 
 
-def play_until_grouping(page, url, through_room=True):
-    page.goto(url)
-    if through_room:
-        page.click("button:has-text('Start')")  # the room's welcome page
+def consent_and_fill_demographics(page):
+    """From the consent page to a filled demographics form, not yet sent."""
     page.wait_for_url("**/consent/Consent/**")
     page.get_by_label("Yes, I agree").check()
     click_next(page)
     page.wait_for_url("**/demographics/Demographics/**")
     page.fill("input[name=age]", "30")
     page.get_by_label("Female").check()
+
+
+def play_until_grouping(page, url, through_room=True):
+    page.goto(url)
+    if through_room:
+        page.click("button:has-text('Start')")  # the room's welcome page
+    consent_and_fill_demographics(page)
     click_next(page)
     page.wait_for_url("**/public_goods/Instructions/**")
     click_next(page)
